@@ -1,0 +1,165 @@
+//! Configuration: a TOML file read into raw serde structs (`raw`), then validated into the typed
+//! [`Config`] the daemon runs with (`validate`). Loading reports every problem at once, each with
+//! its key path, so `kansas check-config` can print them all.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::routing::Snapshot;
+
+pub use validate::validate;
+
+/// Default client-facing listener.
+pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:9799";
+/// Default metrics/health listener (loopback only).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9798";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub admin_listen: SocketAddr,
+    pub timeouts: Timeouts,
+    pub log: LogConfig,
+    /// The routing table built from `[[shards]]`, `[assignments]` and `[[rules]]`.
+    pub routing: Snapshot,
+}
+
+/// Client-facing listener and limits.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+}
+
+/// Every timeout the daemon applies.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// TCP connect to a shard.
+    pub upstream_connect: Duration,
+    /// A client must finish sending its request head within this.
+    pub client_header: Duration,
+    /// Ceiling for a shard's response head (long-polls included).
+    pub upstream_response: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    pub drain: Duration,
+}
+
+/// Log output.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Text for people, JSON for log pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where, as a key path (`shards[1].weight`), or empty for the file as a whole.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<Problem> },
+}
+
+impl ConfigError {
+    /// Every problem, one per line's worth.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Read { .. } => vec![Problem {
+                key: String::new(),
+                message: self.to_string(),
+            }],
+            ConfigError::Invalid { problems } => problems.clone(),
+        }
+    }
+}
+
+/// Rewrites serde_ignored's path (`proxy.?.x`, `shards.0.x`) as a key path (`proxy.x`,
+/// `shards[0].x`).
+fn key_path(raw: &str) -> String {
+    let mut out = String::new();
+    for seg in raw.split('.').filter(|s| *s != "?") {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates configuration text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let deserializer = toml::Deserializer::new(text);
+    let raw: raw::RawConfig = match serde_ignored::deserialize(deserializer, |path| {
+        problems.push(Problem {
+            key: key_path(&path.to_string()),
+            message: "unknown key".to_string(),
+        })
+    }) {
+        Ok(raw) => raw,
+        Err(e) => {
+            problems.push(Problem {
+                key: String::new(),
+                message: e.to_string().trim_end().to_string(),
+            });
+            return Err(ConfigError::Invalid { problems });
+        }
+    };
+    match validate(raw) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::Invalid { problems }),
+        Err(mut more) => {
+            problems.append(&mut more);
+            Err(ConfigError::Invalid { problems })
+        }
+    }
+}

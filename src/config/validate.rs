@@ -1,0 +1,273 @@
+//! Turns the raw file into a [`Config`]: parses addresses and durations, checks every value, and
+//! builds the routing snapshot. Every problem is collected with its key path; nothing stops at
+//! the first one.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawShard};
+use super::{
+    Config, LogConfig, LogFormat, Problem, ProxyConfig, Timeouts, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_PROXY_LISTEN,
+};
+use crate::routing::{normalize_host, Rule, Shard, ShardId, Snapshot};
+
+/// Collects problems while values are checked.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, key: &str, value: Option<&str>, default: &str) -> SocketAddr {
+        let text = value.unwrap_or(default);
+        text.parse().unwrap_or_else(|_| {
+            self.add(key, format!("{text:?} is not an IP address and port"));
+            default.parse().expect("default address parses")
+        })
+    }
+
+    fn count(&mut self, key: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> i64 {
+        let v = value.unwrap_or(default);
+        if v < min || v > max {
+            self.add(key, format!("must be between {min} and {max} (got {v})"));
+            return default;
+        }
+        v
+    }
+
+    fn secs(&mut self, key: &str, value: Option<f64>, default: f64, max: f64) -> Duration {
+        let v = value.unwrap_or(default);
+        if !v.is_finite() || v <= 0.0 || v > max {
+            self.add(key, format!("must be a number of seconds > 0 and <= {max} (got {v})"));
+            return Duration::from_secs_f64(default);
+        }
+        Duration::from_secs_f64(v)
+    }
+}
+
+/// Shard names: what the database and operators use to refer to a shard.
+fn valid_shard_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `host:port` with a DNS name or IP address and a port 1–65535.
+fn parse_upstream(address: &str) -> Option<u16> {
+    if let Ok(sa) = address.parse::<SocketAddr>() {
+        return (sa.port() != 0).then_some(sa.port());
+    }
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    normalize_host(host).ok().filter(|h| h == host)?;
+    Some(port)
+}
+
+fn shards(raw: &[RawShard], p: &mut Problems) -> Vec<Shard> {
+    if raw.is_empty() {
+        p.add("shards", "at least one [[shards]] entry is required");
+    }
+    let mut names = HashSet::new();
+    let mut ports = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, s) in raw.iter().enumerate() {
+        let key = |field: &str| format!("shards[{i}].{field}");
+        let name = s.name.clone().unwrap_or_default();
+        if s.name.is_none() {
+            p.add(key("name"), "required");
+        } else if !valid_shard_name(&name) {
+            p.add(
+                key("name"),
+                format!("{name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"),
+            );
+        } else if !names.insert(name.clone()) {
+            p.add(key("name"), format!("duplicate shard name {name:?}"));
+        }
+        let address = s.address.clone().unwrap_or_default();
+        let address_port = match &s.address {
+            None => {
+                p.add(key("address"), "required");
+                None
+            }
+            Some(a) => {
+                let port = parse_upstream(a);
+                if port.is_none() {
+                    p.add(key("address"), format!("{a:?} is not host:port"));
+                }
+                port
+            }
+        };
+        let port = match s.port {
+            Some(v) if !(1..=65535).contains(&v) => {
+                p.add(key("port"), format!("must be between 1 and 65535 (got {v})"));
+                None
+            }
+            Some(v) => Some(v as u16),
+            None => address_port,
+        };
+        if let Some(port) = port {
+            if let Some(other) = ports.insert(port, i) {
+                p.add(
+                    key("port"),
+                    format!("Tornado port {port} is also used by shards[{other}]"),
+                );
+            }
+        }
+        let weight = s.weight.unwrap_or(1.0);
+        if !weight.is_finite() || weight < 0.0 {
+            p.add(key("weight"), format!("must be a finite number >= 0 (got {weight})"));
+        }
+        out.push(Shard {
+            name,
+            address,
+            port: port.unwrap_or(0),
+            weight: if weight.is_finite() && weight >= 0.0 { weight } else { 0.0 },
+        });
+    }
+    out
+}
+
+/// Validates a raw configuration, returning every problem found.
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems::default();
+    let proxy_raw = raw.proxy.unwrap_or_default();
+    let proxy = ProxyConfig {
+        listen: p.addr("proxy.listen", proxy_raw.listen.as_deref(), DEFAULT_PROXY_LISTEN),
+        max_connections: p.count(
+            "proxy.max_connections",
+            proxy_raw.max_connections,
+            100_000,
+            1,
+            10_000_000,
+        ) as usize,
+        max_header_bytes: p.count(
+            "proxy.max_header_bytes",
+            proxy_raw.max_header_bytes,
+            16_384,
+            8_192,
+            1_048_576,
+        ) as usize,
+        max_body_bytes: p.count(
+            "proxy.max_body_bytes",
+            proxy_raw.max_body_bytes,
+            1_048_576,
+            0,
+            1 << 30,
+        ) as u64,
+    };
+    let admin_raw = raw.admin.unwrap_or_default();
+    let admin_listen = p.addr("admin.listen", admin_raw.listen.as_deref(), DEFAULT_ADMIN_LISTEN);
+    if admin_listen == proxy.listen && admin_listen.port() != 0 {
+        p.add("admin.listen", "must differ from proxy.listen");
+    }
+    let t = raw.timeouts.unwrap_or_default();
+    let timeouts = Timeouts {
+        upstream_connect: p.secs("timeouts.upstream_connect_secs", t.upstream_connect_secs, 2.0, 60.0),
+        client_header: p.secs("timeouts.client_header_secs", t.client_header_secs, 30.0, 600.0),
+        upstream_response: p.secs(
+            "timeouts.upstream_response_secs",
+            t.upstream_response_secs,
+            120.0,
+            3600.0,
+        ),
+        drain: p.secs("timeouts.drain_secs", t.drain_secs, 90.0, 3600.0),
+    };
+    let log_raw = raw.log.unwrap_or_default();
+    let format = match log_raw.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            p.add("log.format", format!("must be \"text\" or \"json\" (got {other:?})"));
+            LogFormat::Text
+        }
+    };
+    let level = log_raw.level.unwrap_or_else(|| "info".to_string());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        p.add("log.level", format!("{level:?} is not a log filter (try \"info\")"));
+    }
+
+    let shard_list = shards(&raw.shards, &mut p);
+    let ids: HashMap<&str, ShardId> = shard_list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let lookup = |key: String, name: &str, p: &mut Problems| -> Option<ShardId> {
+        let id = ids.get(name).copied();
+        if id.is_none() {
+            p.add(key, format!("unknown shard {name:?}"));
+        }
+        id
+    };
+
+    let mut assignments = HashMap::new();
+    for (host, shard) in &raw.assignments {
+        let key = format!("assignments.{host:?}");
+        let id = lookup(key.clone(), shard, &mut p);
+        match normalize_host(host) {
+            Ok(norm) => {
+                if let Some(id) = id {
+                    if assignments.insert(norm.clone(), id).is_some() {
+                        p.add(key, format!("{norm:?} is assigned twice"));
+                    }
+                }
+            }
+            Err(_) => p.add(key, "is not a valid realm host"),
+        }
+    }
+
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (i, r) in raw.rules.iter().enumerate() {
+        let key = |field: &str| format!("rules[{i}].{field}");
+        let id = match &r.shard {
+            Some(name) => lookup(key("shard"), name, &mut p),
+            None => {
+                p.add(key("shard"), "required");
+                None
+            }
+        };
+        let Some(pattern) = &r.pattern else {
+            p.add(key("pattern"), "required");
+            continue;
+        };
+        match Rule::new(pattern, id.unwrap_or(0)) {
+            Ok(rule) if id.is_some() => rules.push(rule),
+            Ok(_) => {}
+            Err(_) => {
+                // Report the error against the pattern as written, not the anchored wrapper.
+                let detail = regex::Regex::new(pattern)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "cannot be anchored".into());
+                let last = detail.lines().last().unwrap_or("").trim_start_matches("error: ");
+                p.add(key("pattern"), format!("invalid regular expression {pattern:?}: {last}"));
+            }
+        }
+    }
+
+    if !p.0.is_empty() {
+        return Err(p.0);
+    }
+    let routing = Snapshot::new(shard_list, assignments, rules).map_err(|e| {
+        vec![Problem {
+            key: "shards".into(),
+            message: e.to_string(),
+        }]
+    })?;
+    Ok(Config {
+        proxy,
+        admin_listen,
+        timeouts,
+        log: LogConfig { format, level },
+        routing,
+    })
+}

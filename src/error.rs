@@ -1,0 +1,129 @@
+//! Every way a proxied request can fail, and the one table that maps each to the HTTP answer the
+//! client gets. Bodies are Zulip-shaped JSON errors (`{"result":"error","msg":...,"code":...}`) so
+//! clients that parse every answer as JSON never see an HTML page.
+//!
+//! Protocol-level failures are answered by hyper before a request exists: a head over
+//! `proxy.max_header_bytes` gets `431`, a malformed head `400`, and a client that does not finish
+//! its head within `timeouts.client_header_secs` is disconnected.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Why kansas answered a request itself instead of relaying a shard's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("missing Host header")]
+    MissingHost,
+    #[error("invalid Host header")]
+    InvalidHost,
+    #[error("no shard can serve this realm")]
+    NoShard,
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("shard refused the connection")]
+    UpstreamRefused,
+    #[error("connecting to the shard timed out")]
+    UpstreamConnectTimeout,
+    #[error("shard failed to connect")]
+    UpstreamConnect,
+    #[error("shard closed the connection before answering")]
+    UpstreamClosed,
+    #[error("shard did not answer in time")]
+    UpstreamTimeout,
+    #[error("bad request")]
+    BadRequest,
+}
+
+impl ProxyError {
+    /// The table: status and machine-readable code for each error.
+    pub fn status_and_code(self) -> (StatusCode, &'static str) {
+        use ProxyError::*;
+        match self {
+            MissingHost | InvalidHost => (StatusCode::BAD_REQUEST, "BAD_HOST"),
+            BadRequest => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_TOO_LARGE"),
+                NoShard => (StatusCode::SERVICE_UNAVAILABLE, "NO_SHARD"),
+            UpstreamRefused | UpstreamConnectTimeout | UpstreamConnect | UpstreamClosed => {
+                (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR")
+            }
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
+        }
+    }
+
+    /// Short label for metrics (`upstream_errors_total{kind=...}`) and logs.
+    pub fn kind(self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            MissingHost => "missing_host",
+            InvalidHost => "invalid_host",
+            NoShard => "no_shard",
+            BodyTooLarge => "body_too_large",
+            UpstreamRefused => "connect_refused",
+            UpstreamConnectTimeout => "connect_timeout",
+            UpstreamConnect => "connect_error",
+            UpstreamClosed => "closed_before_head",
+            UpstreamTimeout => "response_timeout",
+            BadRequest => "bad_request",
+        }
+    }
+
+    /// True for failures of the shard (as opposed to the client's request).
+    pub fn is_upstream(self) -> bool {
+        use ProxyError::*;
+        matches!(
+            self,
+            UpstreamRefused
+                | UpstreamConnectTimeout
+                | UpstreamConnect
+                | UpstreamClosed
+                | UpstreamTimeout
+        )
+    }
+
+    /// The complete answer for the client.
+    pub fn response(self) -> Response<Full<Bytes>> {
+        let (status, code) = self.status_and_code();
+        json_response(status, &error_body(&self.to_string(), code))
+    }
+}
+
+/// A Zulip-shaped JSON error body.
+pub fn error_body(msg: &str, code: &str) -> String {
+    serde_json::json!({"result": "error", "msg": msg, "code": code}).to_string()
+}
+
+/// A JSON answer with the given status.
+pub fn json_response(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_covers_the_statuses_clients_must_see() {
+        assert_eq!(ProxyError::InvalidHost.status_and_code().0, 400);
+        assert_eq!(ProxyError::BodyTooLarge.status_and_code().0, 413);
+        assert_eq!(ProxyError::UpstreamRefused.status_and_code().0, 502);
+        assert_eq!(ProxyError::UpstreamClosed.status_and_code().0, 502);
+        assert_eq!(ProxyError::UpstreamTimeout.status_and_code().0, 504);
+        assert_eq!(ProxyError::NoShard.status_and_code().0, 503);
+    }
+
+    #[test]
+    fn body_is_zulip_shaped_json() {
+        let v: serde_json::Value =
+            serde_json::from_str(&error_body("bad \"host\"", "BAD_HOST")).unwrap();
+        assert_eq!(v["result"], "error");
+        assert_eq!(v["msg"], "bad \"host\"");
+        assert_eq!(v["code"], "BAD_HOST");
+    }
+}

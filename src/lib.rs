@@ -1,0 +1,23 @@
+//! kansas: a sharding reverse proxy for Zulip's real-time event system. nginx sends every
+//! `/json/events` and `/api/v1/events` request to kansas; kansas picks the Tornado shard that
+//! holds the realm's queues and forwards the request there over pooled keep-alive connections.
+//!
+//! Module map:
+//! - [`config`]: the TOML file, raw then validated into [`config::Config`];
+//! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
+//! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
+//! - [`error`]: every failure and the table mapping it to an HTTP answer;
+//! - [`metrics`] and [`admin`]: Prometheus metrics and the loopback admin listener;
+//! - [`daemon`]: `kansas run`, signals and graceful stop; [`explain`]: `kansas route`;
+//! - [`logging`]: text or JSON logs.
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod explain;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;

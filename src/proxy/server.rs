@@ -1,0 +1,108 @@
+//! The accept loop: HTTP/1.1 connections with bounded header size and header-read time, a cap on
+//! concurrent connections (accepting pauses at the cap; the kernel backlog holds the rest), and a
+//! graceful stop that lets in-flight requests finish up to the drain timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{handle, Proxy};
+
+/// Connection-level limits of the client listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub drain: Duration,
+}
+
+/// Accepts and serves connections until `shutdown` resolves, then stops accepting and waits for
+/// open connections to finish (idle keep-alive connections close at once) up to `limits.drain`.
+/// Returns whether everything finished within the drain timeout.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy_for_conn = proxy.clone();
+        let service = service_fn(move |req| handle(proxy_for_conn.clone(), req, peer));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let metrics = proxy.metrics.clone();
+        metrics.connections().inc();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log_connection_error(&e, peer);
+            }
+            metrics.connections().dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; draining open connections");
+    tokio::select! {
+        _ = graceful.shutdown() => true,
+        _ = tokio::time::sleep(limits.drain) => {
+            tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "drain timeout: closing remaining connections");
+            false
+        }
+    }
+}
+
+fn log_connection_error(e: &hyper::Error, peer: SocketAddr) {
+    if e.is_timeout() {
+        tracing::debug!(%peer, "client connection timed out reading the request head");
+    } else if e.is_incomplete_message() || e.is_canceled() {
+        tracing::debug!(%peer, error = %e, "client connection closed");
+    } else {
+        tracing::info!(%peer, error = %e, "client connection error");
+    }
+}
+
+/// Binds a listening socket with a deep backlog (bursts of thousands of reconnecting clients).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
