@@ -19,7 +19,8 @@ pub enum HostError {
 /// Normalizes a `Host` header value (or a configured realm host) into the realm key.
 ///
 /// `Chat.Example.COM:443` → `chat.example.com`; `example.com.` → `example.com`.
-/// Only ASCII letters, digits, `-`, `_` and `.` are allowed, in labels of 1–63 characters.
+/// Only ASCII letters, digits, `-`, `_` and `.` are allowed, in labels of 1–63 characters that
+/// neither start nor end with `-`.
 pub fn normalize_host(raw: &str) -> Result<String, HostError> {
     let raw = raw.trim();
     if raw.is_empty() {
@@ -39,7 +40,11 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
         return Err(HostError::Invalid);
     }
     for label in name.split('.') {
-        if label.is_empty() || label.len() > MAX_LABEL_LEN {
+        if label.is_empty()
+            || label.len() > MAX_LABEL_LEN
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
             return Err(HostError::Invalid);
         }
         if !label
@@ -88,6 +93,9 @@ mod tests {
             "ex/ample.com",
             "ex@ample.com",
             "é.example.com",
+            "-",
+            "-chat.example.com",
+            "chat-.example.com",
         ];
         for input in bad {
             assert_eq!(normalize_host(input), Err(HostError::Invalid), "{input}");

@@ -1,0 +1,144 @@
+//! A real `kansas run` child process with a generated configuration. Both listeners bind
+//! `127.0.0.1:0`; the harness learns the ports from the JSON "kansas listening" log line and
+//! keeps every log line for assertions.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The kansas binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kansas"))
+}
+
+/// A running kansas; killed when dropped.
+pub struct Kansas {
+    child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A configuration with both listeners on ephemeral loopback ports and JSON logs; `body` adds
+/// shards, assignments, rules, timeouts.
+pub fn config_text(body: &str) -> String {
+    format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [log]\nformat = \"json\"\nlevel = \"info\"\n{body}"
+    )
+}
+
+impl Kansas {
+    /// Starts kansas with `config_text(body)` and waits until it listens.
+    pub fn start(body: &str) -> Kansas {
+        Self::start_raw(&config_text(body))
+    }
+
+    /// Starts kansas with exactly this configuration text.
+    pub fn start_raw(config: &str) -> Kansas {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kansas.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kansas");
+        let stdout = child.stdout.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    eprintln!("kansas (not JSON): {line}");
+                    continue;
+                };
+                if v["message"] == "kansas listening" {
+                    let _ = tx.send((v["proxy"].clone(), v["admin"].clone()));
+                }
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let (proxy, admin) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("kansas did not report its listeners");
+        Kansas {
+            child,
+            proxy: proxy.as_str().unwrap().parse().unwrap(),
+            admin: admin.as_str().unwrap().parse().unwrap(),
+            logs,
+            _dir: dir,
+        }
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `within`) for a log line matching `pred`.
+    pub fn wait_log(
+        &self,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = self.logs().into_iter().find(|v| pred(v)) {
+                return Some(v);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal by number (15 = SIGTERM).
+    pub fn signal(&self, sig: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (up to `within`).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Kansas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `[[shards]]` entry.
+pub fn shard(name: &str, addr: SocketAddr) -> String {
+    format!("[[shards]]\nname = \"{name}\"\naddress = \"{addr}\"\n")
+}
