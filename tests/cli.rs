@@ -1,0 +1,181 @@
+//! The operator commands: `kansas check-config` on valid and broken files (every problem with its
+//! key path, exit 2) and `kansas route` explaining a decision.
+
+mod common;
+
+use std::process::Command;
+
+use common::kansas::binary;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn shipped_configs_are_valid() {
+    for f in ["config/kansas.toml", "config/kansas.example.toml"] {
+        let (code, out, err) = run(&["check-config", &format!("{MANIFEST}/{f}")]);
+        assert_eq!(code, 0, "{f}: {out}{err}");
+        assert!(out.contains("valid"), "{out}");
+    }
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "bad.toml",
+        r#"
+colour = "blue"
+[proxy]
+listen = "not-an-address"
+max_header_bytes = 10
+typo = 1
+[timeouts]
+drain_secs = -1
+upstream_connect_secs = 0
+[log]
+format = "xml"
+[[shards]]
+name = "a"
+address = "127.0.0.1:9800"
+weight = -0.5
+[[shards]]
+name = "a"
+address = "nowhere"
+[[shards]]
+address = "127.0.0.1:9802"
+port = 9800
+[assignments]
+"bad host!" = "a"
+"ok.example.com" = "nope"
+[[rules]]
+pattern = "(unclosed"
+shard = "a"
+[[rules]]
+pattern = "x"
+"#,
+    );
+    let (code, _out, err) = run(&["check-config", &f]);
+    assert_eq!(code, 2, "{err}");
+    let expected = [
+        "colour: unknown key",
+        "proxy.typo: unknown key",
+        "proxy.listen:",
+        "proxy.max_header_bytes:",
+        "timeouts.drain_secs:",
+        "timeouts.upstream_connect_secs:",
+        "log.format:",
+        "shards[0].weight:",
+        "shards[1].name: duplicate shard name",
+        "shards[1].address:",
+        "shards[2].name: required",
+        "shards[2].port: Tornado port 9800 is also used by shards[0]",
+        "assignments.\"bad host!\": is not a valid realm host",
+        "assignments.\"ok.example.com\": unknown shard \"nope\"",
+        "rules[0].pattern: invalid regular expression",
+        "rules[1].shard: required",
+    ];
+    for want in expected {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.contains(&format!("{} problem(s)", expected.len())), "{err}");
+}
+
+#[test]
+fn check_config_on_unreadable_and_unparsable_files() {
+    let (code, _, err) = run(&["check-config", "/nonexistent/kansas.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "syntax.toml", "[proxy\nlisten = 1\n");
+    let (code, _, err) = run(&["check-config", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 1"), "TOML errors carry the position: {err}");
+
+    let f = write(&dir, "types.toml", "[proxy]\nlisten = 9799\n");
+    let (code, _, err) = run(&["check-config", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("listen"), "{err}");
+
+    let f = write(&dir, "empty.toml", "");
+    let (code, _, err) = run(&["check-config", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("shards: at least one"), "{err}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "bad.toml", "[[shards]]\nname = \"a\"\n");
+    let (code, _, err) = run(&["run", "--config", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("shards[0].address: required"), "{err}");
+}
+
+#[test]
+fn route_explains_each_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "k.toml",
+        r#"
+[[shards]]
+name = "s1"
+address = "127.0.0.1:9800"
+[[shards]]
+name = "s2"
+address = "127.0.0.1:9801"
+weight = 2.5
+[[shards]]
+name = "s3"
+address = "127.0.0.1:9802"
+weight = 0
+[assignments]
+"big.example.com" = "s3"
+[[rules]]
+pattern = '.*\.eu\.example\.com'
+shard = "s1"
+"#,
+    );
+    let (code, out, _) = run(&["route", "Big.Example.com:443", "--config", &f]);
+    assert_eq!(code, 0);
+    assert!(out.contains("realm:  big.example.com"), "{out}");
+    assert!(out.contains("shard:  s3 (127.0.0.1:9802)"), "{out}");
+    assert!(out.contains("source: assignment"), "{out}");
+
+    let (_, out, _) = run(&["route", "chat.eu.example.com", "--config", &f]);
+    assert!(out.contains("shard:  s1"), "{out}");
+    assert!(out.contains("source: rules[0] pattern"), "{out}");
+
+    let (_, out, _) = run(&["route", "hashed.example.org", "--config", &f]);
+    assert!(out.contains("source: weighted rendezvous hashing"), "{out}");
+    let snapshot = kansas::config::load(std::path::Path::new(&f)).unwrap().routing;
+    let want = &snapshot.shard(snapshot.hash("hashed.example.org").unwrap()).name;
+    assert!(out.contains(&format!("shard:  {want} ")), "{out}");
+    // Every shard's score is listed, the winner marked.
+    for s in ["s1", "s2", "s3"] {
+        assert!(out.contains(s), "{out}");
+    }
+    assert!(out.contains(&format!("* {want}")), "{out}");
+    assert!(out.contains("weight 0 "), "{out}");
+
+    let (code, _, err) = run(&["route", "bad host", "--config", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid Host"), "{err}");
+}
