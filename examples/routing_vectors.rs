@@ -13,10 +13,12 @@ fn name(rng: &mut fastrand::Rng, i: usize) -> String {
         0 => format!("tornado-{}", 9800 + i),
         1 => format!("shard{i}"),
         2 => format!("{}-{i}", ["eu", "us", "asia", "big"][rng.usize(0..4)]),
-        _ => (0..rng.usize(1..12))
-            .map(|_| rng.alphanumeric().to_ascii_lowercase())
-            .collect::<String>()
-            + &i.to_string(),
+        _ => {
+            (0..rng.usize(1..12))
+                .map(|_| rng.alphanumeric().to_ascii_lowercase())
+                .collect::<String>()
+                + &i.to_string()
+        }
     }
 }
 
@@ -42,7 +44,11 @@ fn main() {
         let all_equal = case % 3 == 0;
         let cands: Vec<Candidate> = (0..n)
             .map(|i| {
-                let w = if all_equal { 1.0 } else { WEIGHTS[rng.usize(0..WEIGHTS.len())] };
+                let w = if all_equal {
+                    1.0
+                } else {
+                    WEIGHTS[rng.usize(0..WEIGHTS.len())]
+                };
                 Candidate::new(i, &name(&mut rng, i), w)
             })
             .collect();

@@ -43,7 +43,7 @@ impl ProxyError {
             MissingHost | InvalidHost => (StatusCode::BAD_REQUEST, "BAD_HOST"),
             BadRequest => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
             BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_TOO_LARGE"),
-                NoShard => (StatusCode::SERVICE_UNAVAILABLE, "NO_SHARD"),
+            NoShard => (StatusCode::SERVICE_UNAVAILABLE, "NO_SHARD"),
             UpstreamRefused | UpstreamConnectTimeout | UpstreamConnect | UpstreamClosed => {
                 (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR")
             }

@@ -90,7 +90,11 @@ impl Metrics {
             errors.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("in_flight_requests", "Requests being handled", in_flight.clone());
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled",
+            in_flight.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "client_connections",

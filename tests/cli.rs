@@ -93,7 +93,10 @@ pattern = "x"
     for want in expected {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
-    assert!(err.contains(&format!("{} problem(s)", expected.len())), "{err}");
+    assert!(
+        err.contains(&format!("{} problem(s)", expected.len())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -106,7 +109,10 @@ fn check_config_on_unreadable_and_unparsable_files() {
     let f = write(&dir, "syntax.toml", "[proxy\nlisten = 1\n");
     let (code, _, err) = run(&["check-config", &f]);
     assert_eq!(code, 2);
-    assert!(err.contains("line 1"), "TOML errors carry the position: {err}");
+    assert!(
+        err.contains("line 1"),
+        "TOML errors carry the position: {err}"
+    );
 
     let f = write(&dir, "types.toml", "[proxy]\nlisten = 9799\n");
     let (code, _, err) = run(&["check-config", &f]);
@@ -165,8 +171,12 @@ shard = "s1"
 
     let (_, out, _) = run(&["route", "hashed.example.org", "--config", &f]);
     assert!(out.contains("source: weighted rendezvous hashing"), "{out}");
-    let snapshot = kansas::config::load(std::path::Path::new(&f)).unwrap().routing;
-    let want = &snapshot.shard(snapshot.hash("hashed.example.org").unwrap()).name;
+    let snapshot = kansas::config::load(std::path::Path::new(&f))
+        .unwrap()
+        .routing;
+    let want = &snapshot
+        .shard(snapshot.hash("hashed.example.org").unwrap())
+        .name;
     assert!(out.contains(&format!("shard:  {want} ")), "{out}");
     // Every shard's score is listed, the winner marked.
     for s in ["s1", "s2", "s3"] {

@@ -34,9 +34,17 @@ async fn routes_by_assignment_rule_then_hash() {
     let expected = kansas::config::parse(&config_text(&body)).unwrap().routing;
 
     let r = get(k.proxy, "pinned.example.com:443", "/json/events", &[]).await;
-    assert_eq!(r.json()["shard"], "c", "assignment (host with port, mixed case in config)");
+    assert_eq!(
+        r.json()["shard"],
+        "c",
+        "assignment (host with port, mixed case in config)"
+    );
     let r = get(k.proxy, "PINNED.example.com.", "/json/events", &[]).await;
-    assert_eq!(r.json()["shard"], "c", "assignment (upper case, trailing dot)");
+    assert_eq!(
+        r.json()["shard"],
+        "c",
+        "assignment (upper case, trailing dot)"
+    );
     let r = get(k.proxy, "chat.EU.example.com", "/api/v1/events", &[]).await;
     assert_eq!(r.json()["shard"], "b", "regex rule, case-insensitive");
 
@@ -82,11 +90,21 @@ async fn headers_are_rewritten_both_ways() {
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(h["x-request-id"], "req-from-nginx-1");
     assert_eq!(h["cookie"], "sessionid=1");
-    for gone in ["keep-alive", "proxy-authorization", "te", "x-client-private"] {
-        assert!(h.get(gone).is_none(), "{gone} must not reach the shard: {h}");
+    for gone in [
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "x-client-private",
+    ] {
+        assert!(
+            h.get(gone).is_none(),
+            "{gone} must not reach the shard: {h}"
+        );
     }
     assert!(
-        h["connection"].as_str().is_none_or(|c| !c.contains("x-client-private")),
+        h["connection"]
+            .as_str()
+            .is_none_or(|c| !c.contains("x-client-private")),
         "client's Connection header is not forwarded"
     );
     // Response: upstream's hop-by-hop headers removed, the rest kept, request id returned.
@@ -96,7 +114,9 @@ async fn headers_are_rewritten_both_ways() {
     assert_eq!(r.header("x-request-id"), Some("req-from-nginx-1"));
     // The request id is logged with the request.
     let line = k
-        .wait_log(Duration::from_secs(5), |v| v["request_id"] == "req-from-nginx-1")
+        .wait_log(Duration::from_secs(5), |v| {
+            v["request_id"] == "req-from-nginx-1"
+        })
         .expect("access log line with the request id");
     assert_eq!(line["realm"], "pinned.example.com");
     assert_eq!(line["shard"], "c");
@@ -111,10 +131,17 @@ async fn request_id_is_generated_when_absent() {
     let k = Kansas::start(&body);
     let a = get(k.proxy, "pinned.example.com", "/json/events", &[]).await;
     let b = get(k.proxy, "pinned.example.com", "/json/events", &[]).await;
-    let (ida, idb) = (a.header("x-request-id").unwrap(), b.header("x-request-id").unwrap());
+    let (ida, idb) = (
+        a.header("x-request-id").unwrap(),
+        b.header("x-request-id").unwrap(),
+    );
     assert_eq!(ida.len(), 32);
     assert_ne!(ida, idb);
-    assert_eq!(a.json()["headers"]["x-request-id"], ida, "sent upstream too");
+    assert_eq!(
+        a.json()["headers"]["x-request-id"],
+        ida,
+        "sent upstream too"
+    );
     assert!(k
         .wait_log(Duration::from_secs(5), |v| v["request_id"] == ida)
         .is_some());
@@ -139,7 +166,10 @@ async fn bad_or_missing_host_is_400_and_not_forwarded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_shard_is_502_json() {
     // Reserve a port, then free it: nothing listens there.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let k = Kansas::start(&shard("dead", dead));
     for method in ["GET", "DELETE"] {
         let req = format!(
@@ -210,7 +240,11 @@ async fn oversized_body_is_413_and_oversized_head_is_431() {
     assert_eq!(r.status, 431);
     // The chunked request's head was streamed before its body crossed the limit; its body
     // never reached the shard whole.
-    assert_eq!(up.complete_bodies(), 1, "only the small body reached the shard");
+    assert_eq!(
+        up.complete_bodies(),
+        1,
+        "only the small body reached the shard"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,13 +256,19 @@ async fn client_stalling_its_head_is_cut_off() {
     );
     let k = Kansas::start(&body);
     let mut s = TcpStream::connect(k.proxy).await.unwrap();
-    s.write_all(b"GET /json/events HTTP/1.1\r\nHost: r.exa").await.unwrap();
+    s.write_all(b"GET /json/events HTTP/1.1\r\nHost: r.exa")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
     let read = read.expect("kansas closes a stalled connection");
     // Closed: EOF (possibly after a 408 answer) or a reset.
     if let Ok(n) = read {
-        assert!(n == 0 || buf.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
     }
     assert_eq!(up.requests(), 0);
 }
@@ -290,11 +330,23 @@ async fn metrics_and_health_on_admin_listener() {
     get(k.proxy, "pinned.example.com", "/json/events", &[]).await;
     get(k.proxy, "bad host", "/json/events", &[]).await;
     let m = reqwest_metrics(k.admin).await;
-    assert!(m.contains("kansas_requests_total{shard=\"c\",class=\"2xx\"} 1"), "{m}");
-    assert!(m.contains("kansas_requests_total{shard=\"\",class=\"4xx\"} 1"), "{m}");
-    assert!(m.contains("kansas_request_duration_seconds_count{shard=\"c\"} 1"), "{m}");
+    assert!(
+        m.contains("kansas_requests_total{shard=\"c\",class=\"2xx\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kansas_requests_total{shard=\"\",class=\"4xx\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kansas_request_duration_seconds_count{shard=\"c\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("kansas_in_flight_requests"), "{m}");
-    assert!(m.contains("kansas_errors_total{kind=\"invalid_host\"} 1"), "{m}");
+    assert!(
+        m.contains("kansas_errors_total{kind=\"invalid_host\"} 1"),
+        "{m}"
+    );
     let r = get(k.admin, "localhost", "/healthz", &[]).await;
     assert_eq!((r.status, r.body.as_slice()), (200, b"ok\n".as_slice()));
     // Metrics are not served on the proxy listener.

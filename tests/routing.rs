@@ -67,17 +67,31 @@ fn golden_vectors() {
             .unwrap()
             .iter()
             .enumerate()
-            .map(|(j, s)| Candidate::new(j, s["name"].as_str().unwrap(), s["weight"].as_f64().unwrap()))
+            .map(|(j, s)| {
+                Candidate::new(
+                    j,
+                    s["name"].as_str().unwrap(),
+                    s["weight"].as_f64().unwrap(),
+                )
+            })
             .collect();
         shard_counts.insert(cands.len());
         for (c, s) in cands.iter().zip(case["shards"].as_array().unwrap()) {
             let want = s["score"].as_f64().unwrap();
-            assert_eq!(score(c.weight, c.hash, realm_hash), want, "case {i} shard {}", c.name);
+            assert_eq!(
+                score(c.weight, c.hash, realm_hash),
+                want,
+                "case {i} shard {}",
+                c.name
+            );
         }
         let winner = choose(&cands, realm_hash).map(|c| c.name.as_str());
         assert_eq!(winner, case["winner"].as_str(), "case {i}: realm {realm}");
     }
-    assert!(shard_counts.len() >= 10, "varied shard-set sizes: {shard_counts:?}");
+    assert!(
+        shard_counts.len() >= 10,
+        "varied shard-set sizes: {shard_counts:?}"
+    );
 }
 
 #[test]
@@ -90,7 +104,10 @@ fn eight_equal_shards_are_balanced() {
     assert_eq!(load.len(), 8);
     let max = *load.values().max().unwrap() as f64;
     let mean = REALMS as f64 / 8.0;
-    eprintln!("8 equal shards over {REALMS} realms: max/mean = {:.4}", max / mean);
+    eprintln!(
+        "8 equal shards over {REALMS} realms: max/mean = {:.4}",
+        max / mean
+    );
     assert!(max / mean <= 1.10, "max/mean = {} ({load:?})", max / mean);
 }
 
@@ -103,7 +120,10 @@ fn adding_a_ninth_shard_moves_one_ninth_all_to_it() {
     for (b, a) in before.iter().zip(&after) {
         if a != b {
             moved += 1;
-            assert_eq!(a, "tornado-9808", "a moved realm goes to the new shard only");
+            assert_eq!(
+                a, "tornado-9808",
+                "a moved realm goes to the new shard only"
+            );
         }
     }
     let share = moved as f64 / REALMS as f64;
@@ -155,7 +175,11 @@ fn removing_a_shard_moves_only_its_realms() {
     let names = names(8);
     let all: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 1.0)).collect();
     let before = assign(&snapshot(&all), &realms);
-    let fewer: Vec<(&str, f64)> = all.iter().filter(|(n, _)| *n != "tornado-9802").copied().collect();
+    let fewer: Vec<(&str, f64)> = all
+        .iter()
+        .filter(|(n, _)| *n != "tornado-9802")
+        .copied()
+        .collect();
     let after = assign(&snapshot(&fewer), &realms);
     let mut moved = 0;
     for (b, a) in before.iter().zip(&after) {

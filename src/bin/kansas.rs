@@ -1,6 +1,6 @@
 //! The `kansas` binary: parses the command line and calls the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_or_report(path: &PathBuf) -> Result<kansas::config::Config, ExitCode> {
+fn load_or_report(path: &Path) -> Result<kansas::config::Config, ExitCode> {
     kansas::config::load(path).map_err(|e| {
         eprintln!("kansas: invalid configuration {}:", path.display());
         for p in e.problems() {

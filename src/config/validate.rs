@@ -45,7 +45,10 @@ impl Problems {
     fn secs(&mut self, key: &str, value: Option<f64>, default: f64, max: f64) -> Duration {
         let v = value.unwrap_or(default);
         if !v.is_finite() || v <= 0.0 || v > max {
-            self.add(key, format!("must be a number of seconds > 0 and <= {max} (got {v})"));
+            self.add(
+                key,
+                format!("must be a number of seconds > 0 and <= {max} (got {v})"),
+            );
             return Duration::from_secs_f64(default);
         }
         Duration::from_secs_f64(v)
@@ -108,7 +111,10 @@ fn shards(raw: &[RawShard], p: &mut Problems) -> Vec<Shard> {
         };
         let port = match s.port {
             Some(v) if !(1..=65535).contains(&v) => {
-                p.add(key("port"), format!("must be between 1 and 65535 (got {v})"));
+                p.add(
+                    key("port"),
+                    format!("must be between 1 and 65535 (got {v})"),
+                );
                 None
             }
             Some(v) => Some(v as u16),
@@ -124,13 +130,20 @@ fn shards(raw: &[RawShard], p: &mut Problems) -> Vec<Shard> {
         }
         let weight = s.weight.unwrap_or(1.0);
         if !weight.is_finite() || weight < 0.0 {
-            p.add(key("weight"), format!("must be a finite number >= 0 (got {weight})"));
+            p.add(
+                key("weight"),
+                format!("must be a finite number >= 0 (got {weight})"),
+            );
         }
         out.push(Shard {
             name,
             address,
             port: port.unwrap_or(0),
-            weight: if weight.is_finite() && weight >= 0.0 { weight } else { 0.0 },
+            weight: if weight.is_finite() && weight >= 0.0 {
+                weight
+            } else {
+                0.0
+            },
         });
     }
     out
@@ -141,7 +154,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     let proxy_raw = raw.proxy.unwrap_or_default();
     let proxy = ProxyConfig {
-        listen: p.addr("proxy.listen", proxy_raw.listen.as_deref(), DEFAULT_PROXY_LISTEN),
+        listen: p.addr(
+            "proxy.listen",
+            proxy_raw.listen.as_deref(),
+            DEFAULT_PROXY_LISTEN,
+        ),
         max_connections: p.count(
             "proxy.max_connections",
             proxy_raw.max_connections,
@@ -165,14 +182,28 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         ) as u64,
     };
     let admin_raw = raw.admin.unwrap_or_default();
-    let admin_listen = p.addr("admin.listen", admin_raw.listen.as_deref(), DEFAULT_ADMIN_LISTEN);
+    let admin_listen = p.addr(
+        "admin.listen",
+        admin_raw.listen.as_deref(),
+        DEFAULT_ADMIN_LISTEN,
+    );
     if admin_listen == proxy.listen && admin_listen.port() != 0 {
         p.add("admin.listen", "must differ from proxy.listen");
     }
     let t = raw.timeouts.unwrap_or_default();
     let timeouts = Timeouts {
-        upstream_connect: p.secs("timeouts.upstream_connect_secs", t.upstream_connect_secs, 2.0, 60.0),
-        client_header: p.secs("timeouts.client_header_secs", t.client_header_secs, 30.0, 600.0),
+        upstream_connect: p.secs(
+            "timeouts.upstream_connect_secs",
+            t.upstream_connect_secs,
+            2.0,
+            60.0,
+        ),
+        client_header: p.secs(
+            "timeouts.client_header_secs",
+            t.client_header_secs,
+            30.0,
+            600.0,
+        ),
         upstream_response: p.secs(
             "timeouts.upstream_response_secs",
             t.upstream_response_secs,
@@ -186,13 +217,19 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => {
-            p.add("log.format", format!("must be \"text\" or \"json\" (got {other:?})"));
+            p.add(
+                "log.format",
+                format!("must be \"text\" or \"json\" (got {other:?})"),
+            );
             LogFormat::Text
         }
     };
     let level = log_raw.level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        p.add("log.level", format!("{level:?} is not a log filter (try \"info\")"));
+        p.add(
+            "log.level",
+            format!("{level:?} is not a log filter (try \"info\")"),
+        );
     }
 
     let shard_list = shards(&raw.shards, &mut p);
@@ -248,8 +285,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
                     .err()
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "cannot be anchored".into());
-                let last = detail.lines().last().unwrap_or("").trim_start_matches("error: ");
-                p.add(key("pattern"), format!("invalid regular expression {pattern:?}: {last}"));
+                let last = detail
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                p.add(
+                    key("pattern"),
+                    format!("invalid regular expression {pattern:?}: {last}"),
+                );
             }
         }
     }

@@ -48,7 +48,10 @@ pub async fn handle(
         Err(e) => (None, Err(*e)),
         Ok(realm) => match proxy.route(realm) {
             None => (None, Err(ProxyError::NoShard)),
-            Some(shard) => (Some(shard), forward(&proxy, req, peer, shard, &request_id).await),
+            Some(shard) => (
+                Some(shard),
+                forward(&proxy, req, peer, shard, &request_id).await,
+            ),
         },
     };
     let mut resp = match result {
@@ -58,13 +61,17 @@ pub async fn handle(
             e.response().map(Either::Right)
         }
     };
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
+    resp.headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
 
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let shard_name = match shard {
         Some(id) => {
-            proxy.metrics.shard(id).observe(status, elapsed.as_secs_f64());
+            proxy
+                .metrics
+                .shard(id)
+                .observe(status, elapsed.as_secs_f64());
             proxy.shard_name(id)
         }
         None => {
@@ -126,8 +133,12 @@ async fn forward(
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    parts.uri = Uri::try_from(format!("http://{}{}", proxy.shard_address(shard), path_and_query))
-        .map_err(|_| ProxyError::BadRequest)?;
+    parts.uri = Uri::try_from(format!(
+        "http://{}{}",
+        proxy.shard_address(shard),
+        path_and_query
+    ))
+    .map_err(|_| ProxyError::BadRequest)?;
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());

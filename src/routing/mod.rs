@@ -14,7 +14,7 @@ use std::fmt;
 use regex::Regex;
 
 pub use host::{normalize_host, HostError};
-use rendezvous::Candidate;
+use rendezvous::{Candidate, Table};
 
 /// Index of a shard in [`Snapshot::shards`].
 pub type ShardId = usize;
@@ -96,6 +96,7 @@ pub struct Snapshot {
     assignments: HashMap<String, ShardId>,
     rules: Vec<Rule>,
     candidates: Vec<Candidate>,
+    table: Table,
 }
 
 impl Snapshot {
@@ -115,12 +116,14 @@ impl Snapshot {
                 return Err(SnapshotError::DuplicateShard(s.name.clone()));
             }
         }
-        let candidates = shards
+        let candidates: Vec<Candidate> = shards
             .iter()
             .enumerate()
             .map(|(i, s)| Candidate::new(i, &s.name, s.weight))
             .collect();
+        let table = Table::new(&candidates);
         Ok(Snapshot {
+            table,
             shards,
             by_name,
             assignments,
@@ -176,8 +179,7 @@ impl Snapshot {
     /// The rendezvous-hashing answer alone, ignoring assignments and rules.
     #[inline]
     pub fn hash(&self, realm: &str) -> Option<ShardId> {
-        let realm_hash = rendezvous::key_hash(realm.as_bytes());
-        rendezvous::choose(&self.candidates, realm_hash).map(|c| c.index)
+        self.table.choose(rendezvous::key_hash(realm.as_bytes()))
     }
 
     /// Every shard's rendezvous score for a realm, in configuration order.

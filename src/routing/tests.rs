@@ -41,7 +41,11 @@ fn decision_table() {
         // Case-insensitive rule match (hosts are normalized, patterns may not be).
         ("europe.example.com", 2, Source::Rule(1)),
         // Not anchored at an inner position: "xeu..." does not match "eu".
-        ("xeu.example.com", s.hash("xeu.example.com").unwrap(), Source::Hash),
+        (
+            "xeu.example.com",
+            s.hash("xeu.example.com").unwrap(),
+            Source::Hash,
+        ),
     ];
     for &(realm, want_shard, want_source) in cases {
         let d = s.route(realm).unwrap();

@@ -109,9 +109,13 @@ async fn answer(
     if path == "/stream" {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
         tokio::spawn(async move {
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first\n")))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"first\n"))))
+                .await;
             release.notified().await;
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second\n")))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"second\n"))))
+                .await;
         });
         let stream = tokio_stream_from(rx);
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
