@@ -18,7 +18,12 @@ pub enum HostError {
 
 /// Normalizes a `Host` header value (or a configured realm host) into the realm key.
 ///
-/// `Chat.Example.COM:443` → `chat.example.com`; `example.com.` → `example.com`.
+/// ```
+/// use kansas::routing::normalize_host;
+/// assert_eq!(normalize_host("Chat.Example.COM:443").unwrap(), "chat.example.com");
+/// assert_eq!(normalize_host("example.com.").unwrap(), "example.com");
+/// assert!(normalize_host("bad host").is_err());
+/// ```
 /// Only ASCII letters, digits, `-`, `_` and `.` are allowed, in labels of 1–63 characters that
 /// neither start nor end with `-`.
 pub fn normalize_host(raw: &str) -> Result<String, HostError> {

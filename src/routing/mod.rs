@@ -154,6 +154,19 @@ impl Snapshot {
 
     /// Routes a normalized realm host. `None` only when nothing is assigned or matched and
     /// every shard has weight 0.
+    ///
+    /// ```
+    /// use kansas::routing::{Rule, Shard, Snapshot, Source};
+    /// let shard = |name: &str, port: u16| Shard {
+    ///     name: name.into(), address: format!("127.0.0.1:{port}"), port, weight: 1.0,
+    /// };
+    /// let assignments = [("big.example.com".to_string(), 1)].into_iter().collect();
+    /// let rules = vec![Rule::new(r".*\.eu\.example\.com", 0).unwrap()];
+    /// let s = Snapshot::new(vec![shard("a", 9800), shard("b", 9801)], assignments, rules).unwrap();
+    /// assert_eq!(s.route("big.example.com").unwrap().source, Source::Assignment);
+    /// assert_eq!(s.route("chat.eu.example.com").unwrap().shard, 0);
+    /// assert_eq!(s.route("other.example.org").unwrap().source, Source::Hash);
+    /// ```
     #[inline]
     pub fn route(&self, realm: &str) -> Option<Decision> {
         if let Some(&shard) = self.assignments.get(realm) {
