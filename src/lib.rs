@@ -17,6 +17,8 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod explain;
+pub mod fake_tornado;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

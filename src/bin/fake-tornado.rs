@@ -1,0 +1,97 @@
+//! The `fake-tornado` binary: a stand-in Zulip Tornado shard (see `kansas::fake_tornado`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use kansas::fake_tornado::{FakeTornado, Options};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// A faithful stand-in for one Zulip Tornado shard: event queues, long-polls, heartbeats,
+/// persistence across restart, event injection (POST /fake/publish), user-split realms.
+#[derive(Parser)]
+#[command(name = "fake-tornado", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9800")]
+    listen: SocketAddr,
+    /// Dump queues here on SIGTERM; load (and remove) it on start.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// Seconds before an idle long-poll gets a heartbeat (plus the jitter).
+    #[arg(long, default_value_t = 45.0)]
+    heartbeat_secs: f64,
+    /// Random extra seconds added to each heartbeat delay (Tornado: 0-10).
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_jitter_secs: f64,
+    /// Seconds without a connected client before a queue is deleted (Tornado: 600).
+    #[arg(long, default_value_t = 600.0)]
+    queue_timeout_secs: f64,
+    /// Comma-separated Tornado ports a realm's users are split over (user_id % n); this
+    /// process's own port must be one of them. The user id comes from the X-Zulip-User-Id header.
+    #[arg(long, value_delimiter = ',')]
+    user_split: Vec<u16>,
+    /// Log filter.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn secs(name: &str, v: f64, allow_zero: bool) -> Result<Duration, String> {
+    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
+        return Err(format!(
+            "--{name} must be a positive number of seconds (got {v})"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    kansas::logging::init(kansas::config::LogFormat::Text, &args.log_level);
+    let options = match (|| -> Result<Options, String> {
+        if !args.user_split.is_empty() && !args.user_split.contains(&args.listen.port()) {
+            return Err(format!(
+                "--user-split {:?} must include this process's port {}",
+                args.user_split,
+                args.listen.port()
+            ));
+        }
+        Ok(Options {
+            listen: args.listen,
+            state_file: args.state_file.clone(),
+            heartbeat: secs("heartbeat-secs", args.heartbeat_secs, false)?,
+            heartbeat_jitter: secs("heartbeat-jitter-secs", args.heartbeat_jitter_secs, true)?,
+            queue_timeout: secs("queue-timeout-secs", args.queue_timeout_secs, false)?,
+            user_split: args.user_split.clone(),
+        })
+    })() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("fake-tornado: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async move {
+        let fake = match FakeTornado::start(options).await {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("fake-tornado: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(listen = %fake.addr(), "fake-tornado listening");
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        match fake.stop().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fake-tornado: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

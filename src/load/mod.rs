@@ -1,0 +1,231 @@
+//! kansas-load: many simulated Zulip clients long-polling through any HTTP target (kansas,
+//! nginx or a shard), a publisher injecting events into every fake-tornado shard, and a report
+//! that counts every lost, duplicated or reordered event and every error by kind.
+//!
+//! A run: clients start (spread over a ramp), register and long-poll; the publisher injects
+//! events at the given rate for the duration; then publishing stops, every shard receives what
+//! is still queued for it, clients get until `settle` to catch up to each realm's last sequence
+//! number, and everything still missing then is lost.
+
+pub mod args;
+mod client;
+mod conn;
+mod publisher;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+pub use client::backoff;
+use client::{ClientSpec, Live};
+use publisher::{Batch, Publisher};
+use report::{Report, Stats};
+
+/// A load run's parameters.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where clients send their requests (kansas, nginx or a shard).
+    pub target: SocketAddr,
+    pub realms: usize,
+    pub clients: usize,
+    pub duration: Duration,
+    /// Events per second over all realms.
+    pub publish_rate: f64,
+    /// fake-tornado shards the publisher injects into.
+    pub shards: Vec<SocketAddr>,
+    /// Realm hosts are `r<i>.<run_id>.<realm_domain>`.
+    pub realm_domain: String,
+    pub run_id: String,
+    /// Source addresses to spread client connections over (empty: the system's choice).
+    pub sources: Vec<IpAddr>,
+    pub request_timeout: Duration,
+    /// Client starts are spread evenly over this.
+    pub ramp: Duration,
+    /// How long clients get, after publishing stops, to receive every event.
+    pub settle: Duration,
+    /// Multiplies the web app's retry delays.
+    pub backoff_scale: f64,
+    /// Errors allowed per kind (`any` bounds the total) before the run fails.
+    pub allow: BTreeMap<String, u64>,
+    /// Show live progress on standard error.
+    pub progress: bool,
+}
+
+impl Options {
+    /// The host of realm `i`.
+    pub fn realm_host(&self, i: usize) -> String {
+        format!("r{i}.{}.{}", self.run_id, self.realm_domain)
+    }
+}
+
+/// A fresh random run id (6 hex digits), so realm names never collide with an earlier run's.
+pub fn new_run_id() -> String {
+    format!("{:06x}", fastrand::u32(..0x100_0000))
+}
+
+/// Runs the load test and returns its report.
+pub async fn run(opts: Options) -> Report {
+    let started = Instant::now();
+    let realms: Vec<Arc<str>> = (0..opts.realms.max(1))
+        .map(|i| Arc::from(opts.realm_host(i)))
+        .collect();
+    let live = Arc::new(Live::default());
+    let stop_clients = CancellationToken::new();
+    let stop_publisher = CancellationToken::new();
+    let mut last_seqs = Vec::with_capacity(opts.clients);
+    let mut handles = Vec::with_capacity(opts.clients);
+    for id in 0..opts.clients {
+        let last_seq = Arc::new(AtomicU64::new(u64::MAX));
+        last_seqs.push((realms[id % realms.len()].clone(), last_seq.clone()));
+        let spec = ClientSpec {
+            id,
+            target: opts.target,
+            source: (!opts.sources.is_empty()).then(|| opts.sources[id % opts.sources.len()]),
+            realm: realms[id % realms.len()].clone(),
+            path: if id % 2 == 0 {
+                "/json/events"
+            } else {
+                "/api/v1/events"
+            },
+            request_timeout: opts.request_timeout,
+            backoff_scale: opts.backoff_scale,
+            start_delay: opts.ramp.mul_f64(id as f64 / opts.clients.max(1) as f64),
+            live: live.clone(),
+            last_seq,
+        };
+        handles.push(tokio::spawn(client::run(spec, stop_clients.clone())));
+    }
+
+    let progress = opts
+        .progress
+        .then(|| spawn_progress(live.clone(), opts.clients));
+    let publisher = Publisher::start(&opts.shards, stop_publisher.clone());
+    let pub_stats = publisher.stats.clone();
+    let final_seq = publish_for(&publisher, &realms, opts.publish_rate, opts.duration).await;
+    let published: u64 = final_seq.values().sum();
+
+    // Let every shard take what is queued for it, then let the clients catch up.
+    let settle_deadline = Instant::now() + opts.settle;
+    tokio::select! {
+        _ = publisher.finish() => {}
+        _ = tokio::time::sleep_until(settle_deadline.into()) => stop_publisher.cancel(),
+    }
+    while Instant::now() < settle_deadline {
+        let behind = last_seqs.iter().any(|(realm, seq)| {
+            let want = final_seq.get(realm).copied().unwrap_or(0);
+            let have = seq.load(Ordering::Relaxed);
+            have == u64::MAX || have < want
+        });
+        if !behind {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_clients.cancel();
+    stop_publisher.cancel();
+
+    let mut total = Stats::default();
+    for h in handles {
+        let Ok(r) = h.await else { continue };
+        let mut stats = r.stats;
+        if let Some(open) = &r.open {
+            open.close(
+                Some(final_seq.get(&r.realm).copied().unwrap_or(0)),
+                &mut stats,
+            );
+        } else {
+            total.error("never_registered");
+        }
+        total.merge(&stats);
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    tracing::debug!(
+        posts = pub_stats.posts.load(Ordering::Relaxed),
+        retries = pub_stats.retries.load(Ordering::Relaxed),
+        "publisher done"
+    );
+    Report::new(
+        opts.target.to_string(),
+        opts.clients,
+        realms.len(),
+        started.elapsed().as_secs_f64(),
+        published,
+        &total,
+        &opts.allow,
+    )
+}
+
+/// Publishes at `rate` events/s for `duration`; returns each realm's last sequence number.
+async fn publish_for(
+    publisher: &Publisher,
+    realms: &[Arc<str>],
+    rate: f64,
+    duration: Duration,
+) -> HashMap<Arc<str>, u64> {
+    let mut seq: HashMap<Arc<str>, u64> = HashMap::new();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while start.elapsed() < duration {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        let mut batch: HashMap<Arc<str>, u64> = HashMap::new();
+        while sent < due {
+            let realm = realms[fastrand::usize(..realms.len())].clone();
+            *batch.entry(realm).or_default() += 1;
+            sent += 1;
+        }
+        let at = publisher::now_us();
+        for (realm, count) in batch {
+            let s = seq.entry(realm.clone()).or_default();
+            publisher.publish(Batch {
+                realm,
+                first_seq: *s + 1,
+                count,
+                published_at_us: at,
+            });
+            *s += count;
+        }
+    }
+    seq
+}
+
+/// Live progress on standard error: a bar on a terminal, a line every 10 s otherwise.
+fn spawn_progress(live: Arc<Live>, clients: usize) -> tokio::task::JoinHandle<()> {
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if !tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let mut last_line = Instant::now();
+        loop {
+            let msg = format!(
+                "{:>5.0}s  clients registered {}/{}  requests {}  events {}  errors {}",
+                started.elapsed().as_secs_f64(),
+                live.registered.load(Ordering::Relaxed),
+                clients,
+                live.requests.load(Ordering::Relaxed),
+                live.events.load(Ordering::Relaxed),
+                live.errors.load(Ordering::Relaxed),
+            );
+            if tty {
+                bar.set_message(msg);
+                bar.tick();
+            } else if last_line.elapsed() >= Duration::from_secs(10) {
+                eprintln!("kansas-load: {msg}");
+                last_line = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
