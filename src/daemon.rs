@@ -14,6 +14,7 @@ use crate::proxy::{self, Proxy, ServerLimits};
 /// Runs the daemon until a stop signal; returns once in-flight requests finished or the drain
 /// timeout passed.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let fd_limit = crate::limits::raise_fd_limit();
     let metrics = Arc::new(Metrics::new(&config.routing));
     let proxy = Arc::new(Proxy::new(&config, metrics.clone()));
     let listener = proxy::bind(config.proxy.listen)
@@ -27,6 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         proxy = %proxy_addr,
         admin = %admin_addr,
         shards = config.routing.shards().len(),
+        fd_limit,
         "kansas listening"
     );
 

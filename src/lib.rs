@@ -9,7 +9,9 @@
 //! - [`error`]: every failure and the table mapping it to an HTTP answer;
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the loopback admin listener;
 //! - [`daemon`]: `kansas run`, signals and graceful stop; [`explain`]: `kansas route`;
-//! - [`logging`]: text or JSON logs.
+//! - [`logging`]: text or JSON logs; [`limits`]: the open-file limit;
+//! - [`fake_tornado`]: a faithful stand-in Tornado shard (binary `fake-tornado`);
+//! - [`load`]: the load-test harness (binary `kansas-load`).
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -18,6 +20,7 @@ pub mod daemon;
 pub mod error;
 pub mod explain;
 pub mod fake_tornado;
+pub mod limits;
 pub mod load;
 pub mod logging;
 pub mod metrics;

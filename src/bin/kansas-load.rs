@@ -116,7 +116,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    raise_fd_limit();
+    kansas::limits::raise_fd_limit();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let report = rt.block_on(load::run(opts));
     print!("{}", report.summary());
@@ -131,13 +131,5 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
-}
-
-/// Thousands of clients need thousands of descriptors: raise the soft limit to the hard one.
-fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fake;
 pub mod kansas;
 pub mod upstream;
