@@ -39,6 +39,8 @@ pub struct ClientSpec {
     /// Multiplies the web app's retry delays (1.0 = the web app's).
     pub backoff_scale: f64,
     pub start_delay: Duration,
+    /// Events published at or after this (µs since the epoch) count as steady state.
+    pub steady_after_us: u64,
     pub live: Arc<Live>,
     /// This client's highest received sequence number (`u64::MAX` while unregistered).
     pub last_seq: Arc<AtomicU64>,
@@ -145,9 +147,11 @@ pub async fn run(spec: ClientSpec, stop: CancellationToken) -> ClientResult {
                             continue;
                         };
                         r.receive(seq, &mut stats);
-                        let _ = stats
-                            .event_latency
-                            .record(now_us().saturating_sub(at).max(1));
+                        let latency = now_us().saturating_sub(at).max(1);
+                        let _ = stats.event_latency.record(latency);
+                        if at >= spec.steady_after_us {
+                            let _ = stats.event_latency_steady.record(latency);
+                        }
                         spec.live.events.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -80,6 +80,7 @@ pub async fn run(opts: Options) -> Report {
     let stop_publisher = CancellationToken::new();
     let mut last_seqs = Vec::with_capacity(opts.clients);
     let mut handles = Vec::with_capacity(opts.clients);
+    let steady_after_us = publisher::now_us() + opts.ramp.as_micros() as u64;
     for id in 0..opts.clients {
         let last_seq = Arc::new(AtomicU64::new(u64::MAX));
         last_seqs.push((realms[id % realms.len()].clone(), last_seq.clone()));
@@ -96,6 +97,7 @@ pub async fn run(opts: Options) -> Report {
             request_timeout: opts.request_timeout,
             backoff_scale: opts.backoff_scale,
             start_delay: opts.ramp.mul_f64(id as f64 / opts.clients.max(1) as f64),
+            steady_after_us,
             live: live.clone(),
             last_seq,
         };

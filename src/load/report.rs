@@ -76,6 +76,8 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// Publish → receive, microseconds.
     pub event_latency: Histogram<u64>,
+    /// The same for events published after the start-up ramp (steady state).
+    pub event_latency_steady: Histogram<u64>,
     /// Request round trip, microseconds.
     pub round_trip: Histogram<u64>,
 }
@@ -94,6 +96,7 @@ impl Default for Stats {
             by_status: BTreeMap::new(),
             errors: BTreeMap::new(),
             event_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds"),
+            event_latency_steady: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds"),
             round_trip: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds"),
         }
     }
@@ -120,6 +123,7 @@ impl Stats {
             *self.errors.entry(k.clone()).or_default() += v;
         }
         let _ = self.event_latency.add(&o.event_latency);
+        let _ = self.event_latency_steady.add(&o.event_latency_steady);
         let _ = self.round_trip.add(&o.round_trip);
     }
 }
@@ -166,6 +170,8 @@ pub struct Report {
     pub requests_by_status: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub publish_to_receive: Percentiles,
+    /// Events published after every client started (the ramp), i.e. steady state.
+    pub publish_to_receive_after_ramp: Percentiles,
     pub round_trip: Percentiles,
     /// Why the run failed; empty when it passed.
     pub failures: Vec<String>,
@@ -226,6 +232,7 @@ impl Report {
                 .collect(),
             errors: stats.errors.clone(),
             publish_to_receive: Percentiles::of(&stats.event_latency),
+            publish_to_receive_after_ramp: Percentiles::of(&stats.event_latency_steady),
             round_trip: Percentiles::of(&stats.round_trip),
             failures,
         }
@@ -260,6 +267,7 @@ impl Report {
              requests: {} ({})\n\
              errors:   {}\n\
              publish -> receive: {}\n\
+               after the ramp:   {}\n\
              round trip:         {}\n",
             self.clients,
             self.realms,
@@ -277,6 +285,7 @@ impl Report {
             kv(&self.requests_by_status),
             kv(&self.errors),
             p(&self.publish_to_receive),
+            p(&self.publish_to_receive_after_ramp),
             p(&self.round_trip),
         );
         if self.passed() {
