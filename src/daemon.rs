@@ -17,6 +17,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let fd_limit = crate::limits::raise_fd_limit();
     let metrics = Arc::new(Metrics::new(&config.routing));
     let proxy = Arc::new(Proxy::new(&config, metrics.clone()));
+    proxy.start_background();
     let listener = proxy::bind(config.proxy.listen)
         .with_context(|| format!("cannot listen on proxy.listen {}", config.proxy.listen))?;
     let admin = proxy::bind(config.admin_listen)

@@ -33,6 +33,12 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("bad request")]
     BadRequest,
+    #[error("shard is restarting and too many requests are waiting for it")]
+    ParkOverflow,
+    #[error("shard did not come back in time")]
+    ParkTimeout,
+    #[error("shard failed while sending its answer")]
+    UpstreamBodyFailed,
 }
 
 impl ProxyError {
@@ -48,6 +54,9 @@ impl ProxyError {
                 (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR")
             }
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
+            ParkOverflow | ParkTimeout => (StatusCode::SERVICE_UNAVAILABLE, "SHARD_RESTARTING"),
+            // The head was already sent: the client connection is closed instead.
+            UpstreamBodyFailed => (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR"),
         }
     }
 
@@ -65,28 +74,38 @@ impl ProxyError {
             UpstreamClosed => "closed_before_head",
             UpstreamTimeout => "response_timeout",
             BadRequest => "bad_request",
+            ParkOverflow => "park_overflow",
+            ParkTimeout => "park_timeout",
+            UpstreamBodyFailed => "failed_after_head",
         }
     }
 
-    /// True for failures of the shard (as opposed to the client's request).
-    pub fn is_upstream(self) -> bool {
+    /// True when the shard failed before its response head in a way that means it is down or
+    /// restarting (refused, unreachable, or closed the connection): a GET can be parked.
+    pub fn shard_down(self) -> bool {
         use ProxyError::*;
         matches!(
             self,
-            UpstreamRefused
-                | UpstreamConnectTimeout
-                | UpstreamConnect
-                | UpstreamClosed
-                | UpstreamTimeout
+            UpstreamRefused | UpstreamConnectTimeout | UpstreamConnect | UpstreamClosed
         )
     }
 
     /// The complete answer for the client.
     pub fn response(self) -> Response<Full<Bytes>> {
         let (status, code) = self.status_and_code();
-        json_response(status, &error_body(&self.to_string(), code))
+        let mut resp = json_response(status, &error_body(&self.to_string(), code));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        resp
     }
 }
+
+/// `Retry-After` on every `503`.
+pub const RETRY_AFTER_SECS: &str = "5";
 
 /// A Zulip-shaped JSON error body.
 pub fn error_body(msg: &str, code: &str) -> String {
@@ -116,6 +135,9 @@ mod tests {
         assert_eq!(ProxyError::UpstreamClosed.status_and_code().0, 502);
         assert_eq!(ProxyError::UpstreamTimeout.status_and_code().0, 504);
         assert_eq!(ProxyError::NoShard.status_and_code().0, 503);
+        assert_eq!(ProxyError::ParkOverflow.status_and_code().0, 503);
+        let r = ProxyError::ParkOverflow.response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
     }
 
     #[test]

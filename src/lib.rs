@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file, raw then validated into [`config::Config`];
 //! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
 //! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
+//! - [`parking`]: holding GETs while their shard restarts, and replaying them;
 //! - [`error`]: every failure and the table mapping it to an HTTP answer;
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the loopback admin listener;
 //! - [`daemon`]: `kansas run`, signals and graceful stop; [`explain`]: `kansas route`;
@@ -24,5 +25,6 @@ pub mod limits;
 pub mod load;
 pub mod logging;
 pub mod metrics;
+pub mod parking;
 pub mod proxy;
 pub mod routing;

@@ -1,7 +1,7 @@
 //! Prometheus metrics. Per-shard handles are created once at start-up, so the request path only
 //! touches atomics (no label hashing or locks per request).
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,6 +38,130 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0,
 ];
 
+/// Buckets for time spent parked, in seconds.
+const PARK_BUCKETS: [f64; 10] = [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0];
+
+/// Pre-resolved parking and health handles for one shard (see `crate::parking`).
+#[derive(Clone)]
+pub struct ParkMetrics {
+    pub parked_now: Gauge<i64, AtomicI64>,
+    pub parked: Counter,
+    pub replayed: Counter,
+    pub timed_out: Counter,
+    pub overflowed: Counter,
+    pub abandoned: Counter,
+    pub up: Gauge<i64, AtomicI64>,
+    pub down_transitions: Counter,
+    pub down_seconds: Counter<f64, AtomicU64>,
+    pub parked_seconds: Histogram,
+}
+
+impl ParkMetrics {
+    /// Handles registered nowhere (for unit tests).
+    pub fn detached() -> ParkMetrics {
+        ParkMetrics {
+            parked_now: Gauge::default(),
+            parked: Counter::default(),
+            replayed: Counter::default(),
+            timed_out: Counter::default(),
+            overflowed: Counter::default(),
+            abandoned: Counter::default(),
+            up: Gauge::default(),
+            down_transitions: Counter::default(),
+            down_seconds: Counter::default(),
+            parked_seconds: Histogram::new(PARK_BUCKETS.iter().copied()),
+        }
+    }
+
+    /// Registers the per-shard families and returns the handles for each shard name.
+    fn register(registry: &mut Registry, shards: &[String]) -> Vec<ParkMetrics> {
+        fn counter(r: &mut Registry, name: &str, help: &str) -> Family<ShardLabel, Counter> {
+            let f = Family::<ShardLabel, Counter>::default();
+            r.register(name, help, f.clone());
+            f
+        }
+        fn gauge(
+            r: &mut Registry,
+            name: &str,
+            help: &str,
+        ) -> Family<ShardLabel, Gauge<i64, AtomicI64>> {
+            let f = Family::<ShardLabel, Gauge<i64, AtomicI64>>::default();
+            r.register(name, help, f.clone());
+            f
+        }
+        let parked_now = gauge(
+            registry,
+            "parked_requests",
+            "GETs parked now, waiting for their shard",
+        );
+        let parked = counter(
+            registry,
+            "parked",
+            "GETs parked because their shard was down",
+        );
+        let replayed = counter(registry, "replayed", "Parked GETs released and replayed");
+        let timed_out = counter(
+            registry,
+            "park_timeouts",
+            "Parked GETs answered at the park deadline",
+        );
+        let overflowed = counter(
+            registry,
+            "park_overflows",
+            "GETs refused (503) because the shard's lot was full",
+        );
+        let abandoned = counter(
+            registry,
+            "park_abandoned",
+            "Parked GETs whose client went away",
+        );
+        let up = gauge(
+            registry,
+            "shard_up",
+            "1 while the shard is believed up, 0 while down",
+        );
+        let down = counter(
+            registry,
+            "shard_down_transitions",
+            "Times the shard was marked down",
+        );
+        let down_secs = Family::<ShardLabel, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "shard_down_seconds",
+            "Seconds the shard spent down",
+            down_secs.clone(),
+        );
+        let parked_secs = Family::<ShardLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(PARK_BUCKETS.iter().copied())
+        });
+        registry.register(
+            "parked_seconds",
+            "Time each GET spent parked",
+            parked_secs.clone(),
+        );
+        shards
+            .iter()
+            .map(|name| {
+                let l = ShardLabel {
+                    shard: name.clone(),
+                };
+                ParkMetrics {
+                    parked_now: parked_now.get_or_create(&l).clone(),
+                    parked: parked.get_or_create(&l).clone(),
+                    replayed: replayed.get_or_create(&l).clone(),
+                    timed_out: timed_out.get_or_create(&l).clone(),
+                    overflowed: overflowed.get_or_create(&l).clone(),
+                    abandoned: abandoned.get_or_create(&l).clone(),
+                    up: up.get_or_create(&l).clone(),
+                    down_transitions: down.get_or_create(&l).clone(),
+                    down_seconds: down_secs.get_or_create(&l).clone(),
+                    parked_seconds: parked_secs.get_or_create(&l).clone(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Pre-resolved handles for one shard.
 pub struct ShardMetrics {
     by_class: [Counter; 5],
@@ -63,6 +187,7 @@ pub struct Metrics {
     errors: Family<KindLabel, Counter>,
     in_flight: Gauge<i64, AtomicI64>,
     connections: Gauge<i64, AtomicI64>,
+    park: Vec<ParkMetrics>,
 }
 
 impl Metrics {
@@ -124,7 +249,10 @@ impl Metrics {
             })
             .collect();
         let unrouted = class_counters("");
+        let names: Vec<String> = snapshot.shards().iter().map(|s| s.name.clone()).collect();
+        let park = ParkMetrics::register(&mut registry, &names);
         Metrics {
+            park,
             registry,
             shards,
             unrouted,
@@ -138,6 +266,11 @@ impl Metrics {
     #[inline]
     pub fn shard(&self, id: usize) -> &ShardMetrics {
         &self.shards[id]
+    }
+
+    /// The parking handles for a shard.
+    pub fn park(&self, id: usize) -> ParkMetrics {
+        self.park[id].clone()
     }
 
     /// Counts a request answered before any shard was chosen.

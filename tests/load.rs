@@ -95,8 +95,9 @@ fn through_kansas_with_three_shards() {
     assert!(served >= 2, "queues on {served} of 3 shards");
 }
 
-#[test]
-fn a_dead_shard_fails_the_run_and_is_named() {
+/// Runs 100 clients through kansas (with `extra_config`) over two shards, one of which is
+/// killed for good after 3 s; returns the exit status, summary and report.
+fn run_with_a_dead_shard(extra_config: &str) -> (Option<i32>, String, serde_json::Value) {
     let mut fakes: Vec<Fake> = (0..2)
         .map(|_| Fake::start(&["--heartbeat-secs", "2"]))
         .collect();
@@ -105,7 +106,7 @@ fn a_dead_shard_fails_the_run_and_is_named() {
         .enumerate()
         .map(|(i, f)| shard(&format!("s{i}"), f.addr))
         .collect();
-    let k = Kansas::start(&config);
+    let k = Kansas::start(&format!("{extra_config}{config}"));
     let addrs: Vec<SocketAddr> = fakes.iter().map(|f| f.addr).collect();
     let victim = fakes.remove(1);
     let killer = std::thread::spawn(move || {
@@ -133,8 +134,15 @@ fn a_dead_shard_fails_the_run_and_is_named() {
         ],
     );
     let _victim = killer.join().unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{summary}");
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), summary, report)
+}
+
+#[test]
+fn a_dead_shard_fails_the_run_and_is_named() {
+    // Without parking, clients of the dead shard see 502s; the run names them and the loss.
+    let (code, summary, report) = run_with_a_dead_shard("[parking]\nenabled = false\n");
+    assert_eq!(code, Some(1), "{summary}");
     assert!(report["events_lost"].as_u64().unwrap() > 0, "{summary}");
     assert!(
         report["errors"]["http_502"].as_u64().unwrap() > 0,
@@ -143,8 +151,20 @@ fn a_dead_shard_fails_the_run_and_is_named() {
     assert!(summary.contains("FAIL"), "{summary}");
     assert!(summary.contains("events lost"), "{summary}");
     assert!(summary.contains("http_502 errors"), "{summary}");
-    let failures = report["failures"].as_array().unwrap();
-    assert!(failures.len() >= 2, "{failures:?}");
+    assert!(
+        report["failures"].as_array().unwrap().len() >= 2,
+        "{report}"
+    );
+}
+
+#[test]
+fn a_dead_shard_behind_parking_still_fails_the_run() {
+    // With parking, clients of the dead shard wait instead of failing, but their events never
+    // arrive: the run still fails, naming the loss.
+    let (code, summary, report) = run_with_a_dead_shard("");
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(report["events_lost"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary.contains("events lost"), "{summary}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub timeouts: Timeouts,
     pub log: LogConfig,
+    pub parking: ParkingConfig,
     /// The routing table built from `[[shards]]`, `[assignments]` and `[[rules]]`.
     pub routing: Snapshot,
 }
@@ -50,6 +51,45 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub drain: Duration,
+}
+
+/// Parking of GETs while their shard is down (`[parking]`).
+#[derive(Debug, Clone)]
+pub struct ParkingConfig {
+    pub enabled: bool,
+    /// How long a GET may stay parked before it is answered.
+    pub timeout: Duration,
+    /// What a GET still parked at the deadline gets.
+    pub timeout_answer: TimeoutAnswer,
+    pub max_per_shard: usize,
+    /// Parked requests released per second once the shard is back, after a burst.
+    pub release_rate: f64,
+    pub release_burst: u32,
+    /// How often a down shard is probed with a TCP connect.
+    pub probe_interval: Duration,
+}
+
+/// The answer for a GET still parked at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutAnswer {
+    /// `200` with an empty events result: Zulip clients simply poll again.
+    EmptyEvents,
+    /// `503` with `Retry-After`.
+    ServiceUnavailable,
+}
+
+impl Default for ParkingConfig {
+    fn default() -> Self {
+        ParkingConfig {
+            enabled: true,
+            timeout: Duration::from_secs(50),
+            timeout_answer: TimeoutAnswer::EmptyEvents,
+            max_per_shard: 10_000,
+            release_rate: 200.0,
+            release_burst: 50,
+            probe_interval: Duration::from_millis(250),
+        }
+    }
 }
 
 /// Log output.

@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub timeouts: Option<RawTimeouts>,
     pub log: Option<RawLog>,
+    pub parking: Option<RawParking>,
     #[serde(default)]
     pub shards: Vec<RawShard>,
     #[serde(default)]
@@ -42,6 +43,18 @@ pub struct RawTimeouts {
     pub client_header_secs: Option<f64>,
     pub upstream_response_secs: Option<f64>,
     pub drain_secs: Option<f64>,
+}
+
+/// `[parking]`: holding GETs while their shard restarts.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawParking {
+    pub enabled: Option<bool>,
+    pub timeout_secs: Option<f64>,
+    pub timeout_answer: Option<String>,
+    pub max_per_shard: Option<i64>,
+    pub release_rate_per_sec: Option<f64>,
+    pub release_burst: Option<i64>,
+    pub probe_interval_secs: Option<f64>,
 }
 
 /// `[log]`: format and default level.

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawShard};
+use super::raw::{RawConfig, RawParking, RawShard};
 use super::{
-    Config, LogConfig, LogFormat, Problem, ProxyConfig, Timeouts, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_PROXY_LISTEN,
+    Config, LogConfig, LogFormat, ParkingConfig, Problem, ProxyConfig, TimeoutAnswer, Timeouts,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
 };
 use crate::routing::{normalize_host, Rule, Shard, ShardId, Snapshot};
 
@@ -149,6 +149,53 @@ fn shards(raw: &[RawShard], p: &mut Problems) -> Vec<Shard> {
     out
 }
 
+fn parking(raw: Option<RawParking>, p: &mut Problems) -> ParkingConfig {
+    let d = ParkingConfig::default();
+    let raw = raw.unwrap_or_default();
+    let timeout_answer = match raw.timeout_answer.as_deref() {
+        None | Some("empty") => TimeoutAnswer::EmptyEvents,
+        Some("503") => TimeoutAnswer::ServiceUnavailable,
+        Some(other) => {
+            p.add(
+                "parking.timeout_answer",
+                format!("must be \"empty\" or \"503\" (got {other:?})"),
+            );
+            d.timeout_answer
+        }
+    };
+    let release_rate = raw.release_rate_per_sec.unwrap_or(d.release_rate);
+    if !release_rate.is_finite() || release_rate <= 0.0 || release_rate > 1e6 {
+        p.add(
+            "parking.release_rate_per_sec",
+            format!("must be a number > 0 and <= 1000000 (got {release_rate})"),
+        );
+    }
+    ParkingConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        timeout: p.secs("parking.timeout_secs", raw.timeout_secs, 50.0, 3600.0),
+        timeout_answer,
+        max_per_shard: p.count(
+            "parking.max_per_shard",
+            raw.max_per_shard,
+            10_000,
+            0,
+            10_000_000,
+        ) as usize,
+        release_rate: if release_rate.is_finite() && release_rate > 0.0 {
+            release_rate
+        } else {
+            d.release_rate
+        },
+        release_burst: p.count("parking.release_burst", raw.release_burst, 50, 1, 1_000_000) as u32,
+        probe_interval: p.secs(
+            "parking.probe_interval_secs",
+            raw.probe_interval_secs,
+            0.25,
+            60.0,
+        ),
+    }
+}
+
 /// Validates a raw configuration, returning every problem found.
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
@@ -232,6 +279,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         );
     }
 
+    let parking = parking(raw.parking, &mut p);
+    if parking.enabled && parking.timeout >= timeouts.drain {
+        p.add(
+            "parking.timeout_secs",
+            "must be shorter than timeouts.drain_secs, so a graceful stop can answer parked requests",
+        );
+    }
     let shard_list = shards(&raw.shards, &mut p);
     let ids: HashMap<&str, ShardId> = shard_list
         .iter()
@@ -312,6 +366,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         admin_listen,
         timeouts,
         log: LogConfig { format, level },
+        parking,
         routing,
     })
 }

@@ -1,5 +1,5 @@
-//! One proxied request, start to finish: route by realm, rewrite headers, forward with a
-//! deadline on the response head, stream the answer back, then log and count it.
+//! One proxied request, start to finish: route by realm, forward (see `forward`), then log and
+//! count it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Request, Response, Uri};
-use http_body::Body as _;
-use http_body_util::{Either, Empty, Full, Limited};
+use http::{header, Request, Response};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use super::body::Watched;
+use super::forward::forward;
 use super::headers::{self, X_REQUEST_ID};
-use super::upstream::{classify, UpstreamBody};
 use super::Proxy;
 use crate::error::ProxyError;
-use crate::routing::{normalize_host, HostError, ShardId};
+use crate::routing::{normalize_host, HostError};
 
 /// What the client receives: the shard's streamed answer or kansas's own.
-pub type ClientBody = Either<Incoming, Full<Bytes>>;
+pub type ClientBody = Either<Watched, Full<Bytes>>;
 
 /// Decrements the in-flight gauge however the request ends (including client disconnects).
 struct InFlight<'a>(&'a Proxy);
@@ -105,68 +105,4 @@ fn realm_of(req: &Request<Incoming>) -> Result<String, ProxyError> {
         HostError::Missing => ProxyError::MissingHost,
         HostError::Invalid => ProxyError::InvalidHost,
     })
-}
-
-/// Sends the request to `shard` and returns its answer, headers cleaned, body streaming.
-async fn forward(
-    proxy: &Proxy,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    shard: ShardId,
-    request_id: &http::HeaderValue,
-) -> Result<Response<ClientBody>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-    let limit = proxy.limits.max_body_bytes;
-    if let Some(len) = body.size_hint().exact() {
-        if len > limit {
-            return Err(ProxyError::BodyTooLarge);
-        }
-    }
-    let body: UpstreamBody = if body.is_end_stream() {
-        Either::Right(Empty::new())
-    } else {
-        Either::Left(Limited::new(body, limit as usize))
-    };
-
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    parts.uri = Uri::try_from(format!(
-        "http://{}{}",
-        proxy.shard_address(shard),
-        path_and_query
-    ))
-    .map_err(|_| ProxyError::BadRequest)?;
-    parts.version = http::Version::HTTP_11;
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_forwarded_for(&mut parts.headers, peer.ip());
-    parts
-        .headers
-        .insert(X_REQUEST_ID.clone(), request_id.clone());
-
-    let upstream = Request::from_parts(parts, body);
-    let resp = match tokio::time::timeout(
-        proxy.timeouts.upstream_response,
-        proxy.client.request(upstream),
-    )
-    .await
-    {
-        Err(_elapsed) => return Err(ProxyError::UpstreamTimeout),
-        Ok(Err(e)) => {
-            let kind = classify(&e);
-            tracing::warn!(
-                shard = proxy.shard_name(shard),
-                error = %e,
-                kind = kind.kind(),
-                "upstream request failed"
-            );
-            return Err(kind);
-        }
-        Ok(Ok(resp)) => resp,
-    };
-    let (mut parts, body) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Either::Left(body)))
 }

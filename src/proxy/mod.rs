@@ -1,6 +1,8 @@
 //! The proxy: shared per-process state ([`Proxy`]), the request handler, header rules, the
 //! upstream client and the accept loop.
 
+mod body;
+mod forward;
 mod handler;
 pub mod headers;
 mod server;
@@ -10,8 +12,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, Timeouts};
+use crate::config::{Config, ParkingConfig, Timeouts};
 use crate::metrics::Metrics;
+use crate::parking::ShardPark;
 use crate::routing::{ShardId, Snapshot};
 
 pub use handler::{handle, ClientBody};
@@ -34,6 +37,9 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub parking: ParkingConfig,
+    /// Health and parked GETs, by shard id.
+    parks: Vec<Arc<ShardPark>>,
 }
 
 impl Proxy {
@@ -45,7 +51,24 @@ impl Proxy {
             .iter()
             .map(|s| (s.name.clone(), s.address.clone()))
             .collect();
+        let parks = config
+            .routing
+            .shards()
+            .iter()
+            .enumerate()
+            .map(|(id, s)| {
+                ShardPark::new(
+                    &s.name,
+                    &s.address,
+                    config.parking.clone(),
+                    config.timeouts.upstream_connect,
+                    metrics.park(id),
+                )
+            })
+            .collect();
         Proxy {
+            parking: config.parking.clone(),
+            parks,
             snapshot: ArcSwap::from_pointee(config.routing.clone()),
             shards,
             client: client(config.timeouts.upstream_connect),
@@ -55,6 +78,18 @@ impl Proxy {
                 max_body_bytes: config.proxy.max_body_bytes,
             },
         }
+    }
+
+    /// Starts each shard's release loop; call once, inside the runtime.
+    pub fn start_background(&self) {
+        for park in &self.parks {
+            tokio::spawn(park.clone().release_loop());
+        }
+    }
+
+    /// A shard's health and parking lot.
+    pub fn park(&self, id: ShardId) -> &Arc<ShardPark> {
+        &self.parks[id]
     }
 
     /// The shard for a normalized realm host, if any.

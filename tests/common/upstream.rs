@@ -1,7 +1,8 @@
 //! A small upstream server standing in for a shard in routing and proxy tests. It answers with
 //! a JSON echo of what it received (`{"shard","method","path","headers","body_len"}`), plus:
 //! `/slow?ms=N` answers after N ms; `/stream` sends one chunk, then waits for the test to call
-//! [`Upstream::release`] before the second.
+//! [`Upstream::release`] before the second; `/stream-abort` sends one chunk, waits for the
+//! release, then fails mid-body (the connection is cut).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 /// Request counters shared with the connection tasks.
 #[derive(Clone)]
@@ -106,16 +108,19 @@ async fn answer(
     count.heads.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    if path == "/stream" {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+    if path == "/stream" || path == "/stream-abort" {
+        let abort = path == "/stream-abort";
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(2);
         tokio::spawn(async move {
-            let _ = tx
-                .send(Ok(Frame::data(Bytes::from_static(b"first\n"))))
-                .await;
+            let first = Frame::data(Bytes::from_static(b"first\n"));
+            let _ = tx.send(Ok(first)).await;
             release.notified().await;
-            let _ = tx
-                .send(Ok(Frame::data(Bytes::from_static(b"second\n"))))
-                .await;
+            let last = if abort {
+                Err("upstream dies mid-answer".into())
+            } else {
+                Ok(Frame::data(Bytes::from_static(b"second\n")))
+            };
+            let _ = tx.send(last).await;
         });
         let stream = tokio_stream_from(rx);
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
@@ -150,16 +155,16 @@ async fn answer(
         .header("x-upstream-private", "secret")
         .header("keep-alive", "timeout=30")
         .header("x-upstream-public", "visible")
-        .body(BodyExt::boxed(http_body_util::Full::new(Bytes::from(
-            json.to_string(),
-        ))))
+        .body(BodyExt::boxed(
+            http_body_util::Full::new(Bytes::from(json.to_string())).map_err(|e| match e {}),
+        ))
         .unwrap();
     Ok(resp)
 }
 
 /// Adapts an mpsc receiver into a `Stream` of frames.
 fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
-) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, BoxError>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
