@@ -258,3 +258,30 @@ async fn failure_after_the_head_closes_the_client_connection() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_answers_parked_gets_before_exiting() {
+    let mut k = Kansas::start(&format!(
+        "[parking]\ntimeout_secs = 2\n[timeouts]\ndrain_secs = 20\n{}",
+        shard("dead", dead_addr())
+    ));
+    let proxy = k.proxy;
+    let parked = tokio::spawn(async move {
+        get(
+            proxy,
+            "r.example.com",
+            "/json/events?queue_id=q9&last_event_id=3",
+            &[],
+        )
+        .await
+    });
+    let series = "kansas_parked_requests{shard=\"dead\"}";
+    assert_eq!(wait_metric(k.admin, series, 1.0).await, 1.0);
+    k.signal(15);
+    let r = parked.await.unwrap();
+    assert_eq!(r.status, 200, "answered at its deadline, not cut off");
+    assert_eq!(r.json()["queue_id"], "q9");
+    let status = tokio::task::block_in_place(|| k.wait_exit(Duration::from_secs(20)))
+        .expect("kansas exits once the parked GET is answered");
+    assert_eq!(status.code(), Some(0));
+}
