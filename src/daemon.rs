@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, ServerLimits};
+use crate::store::follow::Follower;
 
 /// Runs the daemon until a stop signal; returns once in-flight requests finished or the drain
 /// timeout passed.
@@ -18,6 +19,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(&config.routing));
     let proxy = Arc::new(Proxy::new(&config, metrics.clone()));
     proxy.start_background();
+    if let Some(db) = &config.database {
+        let mut follower = Follower::new(
+            db.clone(),
+            config.routing.clone(),
+            proxy.snapshot.clone(),
+            metrics.db.clone(),
+        );
+        // Refuses an unmigrated or too-new schema; an unreachable database is not an error.
+        follower.initial().await?;
+        tokio::spawn(follower.run());
+    }
     let listener = proxy::bind(config.proxy.listen)
         .with_context(|| format!("cannot listen on proxy.listen {}", config.proxy.listen))?;
     let admin = proxy::bind(config.admin_listen)

@@ -10,6 +10,7 @@ pub fn explain(snapshot: &Snapshot, host: &str) -> Result<String, String> {
     let realm = normalize_host(host).map_err(|e| format!("{host:?}: {e}"))?;
     let mut out = String::new();
     let _ = writeln!(out, "realm:  {realm}");
+    let _ = writeln!(out, "routing data: {}", snapshot.origin());
     let Some(decision) = snapshot.route(&realm) else {
         let _ = writeln!(
             out,

@@ -7,8 +7,10 @@
 //! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
 //! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
 //! - [`parking`]: holding GETs while their shard restarts, and replaying them;
+//! - [`store`]: PostgreSQL as the routing authority, followed live; operator commands;
 //! - [`error`]: every failure and the table mapping it to an HTTP answer;
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the loopback admin listener;
+//! - [`cli`]: the command line;
 //! - [`daemon`]: `kansas run`, signals and graceful stop; [`explain`]: `kansas route`;
 //! - [`logging`]: text or JSON logs; [`limits`]: the open-file limit;
 //! - [`fake_tornado`]: a faithful stand-in Tornado shard (binary `fake-tornado`);
@@ -16,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
@@ -28,3 +31,4 @@ pub mod metrics;
 pub mod parking;
 pub mod proxy;
 pub mod routing;
+pub mod store;

@@ -162,6 +162,49 @@ impl ParkMetrics {
     }
 }
 
+/// The database follower's metrics (see `crate::store::follow`).
+#[derive(Clone, Default)]
+pub struct DbMetrics {
+    pub connected: Gauge<i64, AtomicI64>,
+    pub seconds_since_sync: Gauge<f64, AtomicU64>,
+    pub syncs: Counter,
+    pub notifications: Counter,
+    pub rows_ignored: Gauge<i64, AtomicI64>,
+}
+
+impl DbMetrics {
+    fn register(registry: &mut Registry) -> DbMetrics {
+        let m = DbMetrics::default();
+        registry.register(
+            "db_connected",
+            "1 while the database connection is up",
+            m.connected.clone(),
+        );
+        registry.register(
+            "db_seconds_since_sync",
+            "Seconds since routing was last read in full from the database (+Inf: never)",
+            m.seconds_since_sync.clone(),
+        );
+        registry.register(
+            "db_syncs",
+            "Full reads of the routing data",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "db_notifications",
+            "Change notifications applied",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "db_rows_ignored",
+            "Database rows skipped (unknown shard, bad host or pattern)",
+            m.rows_ignored.clone(),
+        );
+        m.seconds_since_sync.set(f64::INFINITY);
+        m
+    }
+}
+
 /// Pre-resolved handles for one shard.
 pub struct ShardMetrics {
     by_class: [Counter; 5],
@@ -188,6 +231,7 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     connections: Gauge<i64, AtomicI64>,
     park: Vec<ParkMetrics>,
+    pub db: DbMetrics,
 }
 
 impl Metrics {
@@ -251,7 +295,9 @@ impl Metrics {
         let unrouted = class_counters("");
         let names: Vec<String> = snapshot.shards().iter().map(|s| s.name.clone()).collect();
         let park = ParkMetrics::register(&mut registry, &names);
+        let db = DbMetrics::register(&mut registry);
         Metrics {
+            db,
             park,
             registry,
             shards,

@@ -27,6 +27,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub log: LogConfig,
     pub parking: ParkingConfig,
+    /// `[database]`, when PostgreSQL is the authority for routing.
+    pub database: Option<DatabaseConfig>,
     /// The routing table built from `[[shards]]`, `[assignments]` and `[[rules]]`.
     pub routing: Snapshot,
 }
@@ -51,6 +53,29 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub drain: Duration,
+}
+
+/// Where the routing authority lives (`[database]`).
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// A libpq-style URL or key=value string; may hold a password, so it is never printed.
+    pub url: Option<String>,
+    /// The name of an environment variable holding the URL.
+    pub url_env: Option<String>,
+    /// Full re-read interval, healing any missed notification.
+    pub resync: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_ref().map(|_| "(hidden)"))
+            .field("url_env", &self.url_env)
+            .field("resync", &self.resync)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 /// Parking of GETs while their shard is down (`[parking]`).

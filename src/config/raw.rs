@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub log: Option<RawLog>,
     pub parking: Option<RawParking>,
+    pub database: Option<RawDatabase>,
     #[serde(default)]
     pub shards: Vec<RawShard>,
     #[serde(default)]
@@ -55,6 +56,15 @@ pub struct RawParking {
     pub release_rate_per_sec: Option<f64>,
     pub release_burst: Option<i64>,
     pub probe_interval_secs: Option<f64>,
+}
+
+/// `[database]`: PostgreSQL as the routing authority.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub resync_secs: Option<f64>,
+    pub connect_timeout_secs: Option<f64>,
 }
 
 /// `[log]`: format and default level.

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawParking, RawShard};
+use super::raw::{RawConfig, RawDatabase, RawParking, RawShard};
 use super::{
-    Config, LogConfig, LogFormat, ParkingConfig, Problem, ProxyConfig, TimeoutAnswer, Timeouts,
-    DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
+    Config, DatabaseConfig, LogConfig, LogFormat, ParkingConfig, Problem, ProxyConfig,
+    TimeoutAnswer, Timeouts, DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
 };
 use crate::routing::{normalize_host, Rule, Shard, ShardId, Snapshot};
 
@@ -149,6 +149,41 @@ fn shards(raw: &[RawShard], p: &mut Problems) -> Vec<Shard> {
     out
 }
 
+fn database(raw: RawDatabase, p: &mut Problems) -> DatabaseConfig {
+    match (&raw.url, &raw.url_env) {
+        (Some(_), Some(_)) => p.add("database", "give url or url_env, not both"),
+        (None, None) => p.add("database", "needs url or url_env"),
+        (Some(url), None) => {
+            if url.parse::<tokio_postgres::Config>().is_err() {
+                // Never echo the URL: it may hold a password.
+                p.add(
+                    "database.url",
+                    "is not a valid PostgreSQL connection string",
+                );
+            }
+        }
+        (None, Some(var)) => {
+            if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                p.add(
+                    "database.url_env",
+                    format!("{var:?} is not an environment variable name"),
+                );
+            }
+        }
+    }
+    DatabaseConfig {
+        url: raw.url,
+        url_env: raw.url_env,
+        resync: p.secs("database.resync_secs", raw.resync_secs, 60.0, 86_400.0),
+        connect_timeout: p.secs(
+            "database.connect_timeout_secs",
+            raw.connect_timeout_secs,
+            5.0,
+            300.0,
+        ),
+    }
+}
+
 fn parking(raw: Option<RawParking>, p: &mut Problems) -> ParkingConfig {
     let d = ParkingConfig::default();
     let raw = raw.unwrap_or_default();
@@ -280,6 +315,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     }
 
     let parking = parking(raw.parking, &mut p);
+    let database = raw.database.map(|d| database(d, &mut p));
     if parking.enabled && parking.timeout >= timeouts.drain {
         p.add(
             "parking.timeout_secs",
@@ -367,6 +403,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         timeouts,
         log: LogConfig { format, level },
         parking,
+        database,
         routing,
     })
 }

@@ -30,7 +30,7 @@ pub struct Limits {
 /// Everything a request needs, shared by every connection of a worker.
 pub struct Proxy {
     /// The routing snapshot, swapped atomically when routing changes.
-    pub snapshot: ArcSwap<Snapshot>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Shard addresses and names by id, fixed for the life of the process.
     shards: Vec<(String, String)>,
     pub client: UpstreamClient,
@@ -69,7 +69,7 @@ impl Proxy {
         Proxy {
             parking: config.parking.clone(),
             parks,
-            snapshot: ArcSwap::from_pointee(config.routing.clone()),
+            snapshot: Arc::new(ArcSwap::from_pointee(config.routing.clone())),
             shards,
             client: client(config.timeouts.upstream_connect),
             metrics,

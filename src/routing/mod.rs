@@ -51,6 +51,24 @@ impl Rule {
     }
 }
 
+/// Where a snapshot's assignments, rules and weights came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration file.
+    Config,
+    /// The database (shard addresses still come from the configuration file).
+    Database,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Config => "config file",
+            Origin::Database => "database",
+        })
+    }
+}
+
 /// Why a shard was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -97,6 +115,7 @@ pub struct Snapshot {
     rules: Vec<Rule>,
     candidates: Vec<Candidate>,
     table: Table,
+    origin: Origin,
 }
 
 impl Snapshot {
@@ -123,6 +142,7 @@ impl Snapshot {
             .collect();
         let table = Table::new(&candidates);
         Ok(Snapshot {
+            origin: Origin::Config,
             table,
             shards,
             by_name,
@@ -130,6 +150,16 @@ impl Snapshot {
             rules,
             candidates,
         })
+    }
+
+    /// Marks where this snapshot's routing data came from.
+    pub fn with_origin(mut self, origin: Origin) -> Snapshot {
+        self.origin = origin;
+        self
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     pub fn shards(&self) -> &[Shard] {

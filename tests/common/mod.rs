@@ -5,4 +5,5 @@
 pub mod client;
 pub mod fake;
 pub mod kansas;
+pub mod pg;
 pub mod upstream;

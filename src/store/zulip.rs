@@ -1,0 +1,240 @@
+//! Zulip's own sharding formats, for `kansas import-zulip` and `kansas export-zulip`:
+//! `/etc/zulip/sharding.json` (`{"shard_map": {host: port | [ports]}, "shard_regexes":
+//! [[regex, port | [ports]]]}`) and the `[tornado_sharding]` section of `/etc/zulip/zulip.conf`
+//! (keys `9801`, `9802_9803`, optionally `_regex`; values: space-separated hosts, a bare name
+//! meaning `<name>.<EXTERNAL_HOST>`, or one regex).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::routing::{normalize_host, Rule, Snapshot};
+
+/// Zulip's sharding, read from either format.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sharding {
+    /// Realm host → Tornado ports (several: split by user).
+    pub hosts: BTreeMap<String, Vec<u16>>,
+    /// Regexes in order → Tornado ports.
+    pub regexes: Vec<(String, Vec<u16>)>,
+}
+
+fn ports(v: &Value, what: &str) -> Result<Vec<u16>, String> {
+    let one = |v: &Value| {
+        v.as_u64()
+            .filter(|p| (1..=65535).contains(p))
+            .map(|p| p as u16)
+            .ok_or_else(|| format!("{what}: {v} is not a port"))
+    };
+    match v {
+        Value::Array(items) if !items.is_empty() => items.iter().map(one).collect(),
+        Value::Array(_) => Err(format!("{what}: empty port list")),
+        v => Ok(vec![one(v)?]),
+    }
+}
+
+/// Parses `sharding.json`.
+pub fn parse_sharding_json(text: &str) -> Result<Sharding, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let mut out = Sharding::default();
+    if let Some(map) = v.get("shard_map") {
+        let map = map.as_object().ok_or("shard_map is not an object")?;
+        for (host, p) in map {
+            out.hosts
+                .insert(host.clone(), ports(p, &format!("shard_map[{host:?}]"))?);
+        }
+    }
+    if let Some(list) = v.get("shard_regexes") {
+        let list = list.as_array().ok_or("shard_regexes is not a list")?;
+        for (i, item) in list.iter().enumerate() {
+            let pair = item.as_array().filter(|a| a.len() == 2);
+            let (Some(re), Some(p)) = (pair.and_then(|a| a[0].as_str()), pair.map(|a| &a[1]))
+            else {
+                return Err(format!("shard_regexes[{i}] is not [regex, port]"));
+            };
+            out.regexes
+                .push((re.to_string(), ports(p, &format!("shard_regexes[{i}]"))?));
+        }
+    }
+    if v.get("shard_map").is_none() && v.get("shard_regexes").is_none() {
+        return Err("neither shard_map nor shard_regexes found".into());
+    }
+    Ok(out)
+}
+
+/// Parses the `[tornado_sharding]` section of `zulip.conf`.
+pub fn parse_zulip_conf(text: &str, external_host: Option<&str>) -> Result<Sharding, String> {
+    let mut out = Sharding::default();
+    let mut in_section = false;
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            in_section = trimmed == "[tornado_sharding]";
+            continue;
+        }
+        if !in_section || trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            // A continuation line of the previous value.
+            if let Some(last) = entries.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(trimmed);
+            }
+            continue;
+        }
+        let (k, v) = trimmed
+            .split_once(['=', ':'])
+            .ok_or_else(|| format!("[tornado_sharding]: {trimmed:?} is not key = value"))?;
+        entries.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    for (key, value) in entries {
+        let (port_part, regex) = match key.strip_suffix("_regex") {
+            Some(p) => (p, true),
+            None => (key.as_str(), false),
+        };
+        let ports: Vec<u16> = port_part
+            .split('_')
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| format!("[tornado_sharding] key {key:?}: {p:?} is not a port"))
+            })
+            .collect::<Result<_, _>>()?;
+        if regex {
+            out.regexes.push((value, ports));
+            continue;
+        }
+        for name in value.split_whitespace() {
+            let host = if name.contains('.') {
+                name.to_string()
+            } else {
+                let ext = external_host.ok_or_else(|| {
+                    format!("[tornado_sharding] {key}: bare name {name:?} needs --external-host")
+                })?;
+                format!("{name}.{ext}")
+            };
+            out.hosts.insert(host, ports.clone());
+        }
+    }
+    if out.hosts.is_empty() && out.regexes.is_empty() {
+        return Err("no [tornado_sharding] entries found".into());
+    }
+    Ok(out)
+}
+
+/// What an import writes: `(realm, shard, note)` assignments and `(pattern, shard)` rules.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Plan {
+    pub assignments: Vec<(String, String, String)>,
+    pub rules: Vec<(String, String)>,
+}
+
+/// Maps Zulip's ports to configured shards (by each shard's `port`). A realm split over several
+/// ports is assigned to the first port's shard; kansas follows Tornado's `X-Accel-Redirect`
+/// to the others. Every problem is reported; nothing is planned when there is one.
+pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String>> {
+    let by_port: BTreeMap<u16, &str> = snapshot
+        .shards()
+        .iter()
+        .map(|s| (s.port, s.name.as_str()))
+        .collect();
+    let mut problems = Vec::new();
+    let mut out = Plan::default();
+    let shard_for = |what: &str, ports: &[u16], problems: &mut Vec<String>| {
+        let missing: Vec<String> = ports
+            .iter()
+            .filter(|p| !by_port.contains_key(p))
+            .map(|p| p.to_string())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{what}: no configured shard has Tornado port {}",
+                missing.join(", ")
+            ));
+            return None;
+        }
+        let note = if ports.len() > 1 {
+            let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+            format!(
+                "imported from Zulip; split by user over ports {}",
+                list.join(", ")
+            )
+        } else {
+            "imported from Zulip".to_string()
+        };
+        Some((by_port[&ports[0]].to_string(), note))
+    };
+    for (host, ports) in &sharding.hosts {
+        let realm = match normalize_host(host) {
+            Ok(r) => r,
+            Err(_) => {
+                problems.push(format!("{host:?} is not a valid realm host"));
+                continue;
+            }
+        };
+        if let Some((shard, note)) = shard_for(host, ports, &mut problems) {
+            out.assignments.push((realm, shard, note));
+        }
+    }
+    for (pattern, ports) in &sharding.regexes {
+        if Rule::new(pattern, 0).is_err() {
+            problems.push(format!(
+                "regex {pattern:?} is not valid here (Rust regex syntax)"
+            ));
+            continue;
+        }
+        if let Some((shard, _)) = shard_for(pattern, ports, &mut problems) {
+            out.rules.push((pattern.clone(), shard));
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `sharding.json` telling Django the port kansas routes each realm to.
+pub fn export(snapshot: &Snapshot, realms: &[String]) -> Result<String, Vec<String>> {
+    let mut map = serde_json::Map::new();
+    let mut problems = Vec::new();
+    for host in realms {
+        match normalize_host(host) {
+            Err(_) => problems.push(format!("{host:?} is not a valid realm host")),
+            Ok(realm) => match snapshot.route(&realm) {
+                Some(d) => {
+                    map.insert(realm, Value::from(snapshot.shard(d.shard).port));
+                }
+                None => problems.push(format!("{realm}: no shard (every weight is 0)")),
+            },
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let doc = serde_json::json!({"shard_map": map, "shard_regexes": []});
+    Ok(serde_json::to_string_pretty(&doc).expect("JSON") + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_formats_alike() {
+        let json = r#"{"shard_map": {"a.example.com": 9801, "big.example.com": [9802, 9803]},
+                       "shard_regexes": [["^eu\\.", 9801]]}"#;
+        let conf = "[machine]\ndeploy_type = production\n\n[tornado_sharding]\n\
+                    9801 = a.example.com\n9802_9803 = big\n9801_regex = ^eu\\.\n\n[other]\nx = 1\n";
+        let from_json = parse_sharding_json(json).unwrap();
+        let from_conf = parse_zulip_conf(conf, Some("example.com")).unwrap();
+        assert_eq!(from_json, from_conf);
+        assert_eq!(from_json.hosts["big.example.com"], vec![9802, 9803]);
+        assert!(parse_zulip_conf(conf, None)
+            .unwrap_err()
+            .contains("--external-host"));
+        assert!(parse_sharding_json("{}").is_err());
+        assert!(parse_sharding_json(r#"{"shard_map": {"a": "x"}}"#).is_err());
+    }
+}
