@@ -39,6 +39,10 @@ pub enum ProxyError {
     ParkTimeout,
     #[error("shard failed while sending its answer")]
     UpstreamBodyFailed,
+    #[error("shard redirected to a Tornado port that is not a configured shard")]
+    RedirectUnknownPort,
+    #[error("shard sent an X-Accel-Redirect that cannot be followed")]
+    BadRedirect,
 }
 
 impl ProxyError {
@@ -56,7 +60,9 @@ impl ProxyError {
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
             ParkOverflow | ParkTimeout => (StatusCode::SERVICE_UNAVAILABLE, "SHARD_RESTARTING"),
             // The head was already sent: the client connection is closed instead.
-            UpstreamBodyFailed => (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR"),
+            UpstreamBodyFailed | RedirectUnknownPort | BadRedirect => {
+                (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR")
+            }
         }
     }
 
@@ -77,6 +83,8 @@ impl ProxyError {
             ParkOverflow => "park_overflow",
             ParkTimeout => "park_timeout",
             UpstreamBodyFailed => "failed_after_head",
+            RedirectUnknownPort => "redirect_unknown_port",
+            BadRedirect => "bad_redirect",
         }
     }
 

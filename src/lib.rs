@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file, raw then validated into [`config::Config`];
 //! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
 //! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
+//! - [`queues`]: which shard each event queue lives on, and realm moves;
 //! - [`parking`]: holding GETs while their shard restarts, and replaying them;
 //! - [`store`]: PostgreSQL as the routing authority, followed live; operator commands;
 //! - [`error`]: every failure and the table mapping it to an HTTP answer;
@@ -30,5 +31,6 @@ pub mod logging;
 pub mod metrics;
 pub mod parking;
 pub mod proxy;
+pub mod queues;
 pub mod routing;
 pub mod store;

@@ -205,6 +205,67 @@ impl DbMetrics {
     }
 }
 
+/// Queue map and realm-move counters.
+#[derive(Clone)]
+pub struct QueueCounters {
+    pub map: crate::queues::QueueMetrics,
+    pub reload_moves: Counter,
+    pub drain_moves: Counter,
+    pub redirects: Counter,
+}
+
+impl QueueCounters {
+    fn register(registry: &mut Registry) -> QueueCounters {
+        let map = crate::queues::QueueMetrics::default();
+        registry.register("queues", "Queues in the queue map", map.entries.clone());
+        registry.register(
+            "queues_learned",
+            "Queue-map entries learned or changed",
+            map.learned.clone(),
+        );
+        registry.register(
+            "queues_expired",
+            "Queue-map entries forgotten after the idle timeout",
+            map.expired.clone(),
+        );
+        registry.register(
+            "queues_evicted",
+            "Queue-map entries evicted past the bound (longest idle first)",
+            map.evicted.clone(),
+        );
+        let moves = Family::<PolicyLabel, Counter>::default();
+        registry.register(
+            "queue_moves",
+            "Requests for a queue whose realm moved, by the policy applied",
+            moves.clone(),
+        );
+        let redirects = Counter::default();
+        registry.register(
+            "redirects",
+            "X-Accel-Redirect answers followed",
+            redirects.clone(),
+        );
+        let policy = |p: &str| {
+            moves
+                .get_or_create(&PolicyLabel {
+                    policy: p.to_string(),
+                })
+                .clone()
+        };
+        QueueCounters {
+            map,
+            reload_moves: policy("reload"),
+            drain_moves: policy("drain"),
+            redirects,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
 /// Pre-resolved handles for one shard.
 pub struct ShardMetrics {
     by_class: [Counter; 5],
@@ -232,6 +293,7 @@ pub struct Metrics {
     connections: Gauge<i64, AtomicI64>,
     park: Vec<ParkMetrics>,
     pub db: DbMetrics,
+    pub queues: QueueCounters,
 }
 
 impl Metrics {
@@ -296,7 +358,9 @@ impl Metrics {
         let names: Vec<String> = snapshot.shards().iter().map(|s| s.name.clone()).collect();
         let park = ParkMetrics::register(&mut registry, &names);
         let db = DbMetrics::register(&mut registry);
+        let queues = QueueCounters::register(&mut registry);
         Metrics {
+            queues,
             db,
             park,
             registry,

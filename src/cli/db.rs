@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use super::{CmdError, Command, DbAction};
 use crate::config::{Config, DatabaseConfig};
-use crate::routing::{normalize_host, Snapshot};
+use crate::routing::{normalize_host, MovePolicy, Snapshot};
 use crate::store::{self, admin, schema, zulip};
 
 /// Runs a command that needs the database (or may use it).
@@ -140,16 +140,32 @@ async fn run(command: Command, config: Config) -> Result<(), CmdError> {
             shard,
             note,
             by,
+            move_policy,
         } => {
             let r = realm(&host)?;
             known_shard(&config, &shard)?;
+            if let Some(p) = &move_policy {
+                if MovePolicy::parse(p).is_none() {
+                    return Err(CmdError::Usage(format!(
+                        "--move {p:?} must be reload or drain"
+                    )));
+                }
+            }
             if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
                 return Err(CmdError::Usage(
                     "--note is limited to 1000 characters".into(),
                 ));
             }
             let mut c = client(&config).await?;
-            let before = admin::assign(&mut c, &r, &shard, note.as_deref(), &who(by)).await?;
+            let before = admin::assign(
+                &mut c,
+                &r,
+                &shard,
+                note.as_deref(),
+                &who(by),
+                move_policy.as_deref(),
+            )
+            .await?;
             match before {
                 Some(b) if b == shard => println!("{r} stays assigned to {shard}"),
                 Some(b) => println!("{r}: {b} -> {shard}"),
@@ -173,14 +189,15 @@ async fn run(command: Command, config: Config) -> Result<(), CmdError> {
             let c = client(&config).await?;
             let rows = admin::assignments(&c, shard.as_deref()).await?;
             println!(
-                "{:<40} {:<20} {:<20} {:<12} NOTE",
-                "REALM", "SHARD", "UPDATED (UTC)", "BY"
+                "{:<40} {:<20} {:<8} {:<20} {:<12} NOTE",
+                "REALM", "SHARD", "MOVE", "UPDATED (UTC)", "BY"
             );
             for a in &rows {
                 println!(
-                    "{:<40} {:<20} {:<20} {:<12} {}",
+                    "{:<40} {:<20} {:<8} {:<20} {:<12} {}",
                     a.realm,
                     a.shard,
+                    a.move_policy.as_deref().unwrap_or("default"),
                     a.updated_at,
                     a.changed_by,
                     a.note.as_deref().unwrap_or("")

@@ -51,6 +51,10 @@ enum Command {
         /// Who is making the change (default: $SUDO_USER or $USER).
         #[arg(long)]
         by: Option<String>,
+        /// What the realm's existing queues do: reload (clients re-register on the new shard)
+        /// or drain (they stay until they expire). Default: queues.move_policy.
+        #[arg(long = "move")]
+        move_policy: Option<String>,
     },
     /// Remove a realm's assignment: it goes back to rules and hashing.
     Unassign { realm: String },

@@ -27,6 +27,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub log: LogConfig,
     pub parking: ParkingConfig,
+    pub queues: QueuesConfig,
     /// `[database]`, when PostgreSQL is the authority for routing.
     pub database: Option<DatabaseConfig>,
     /// The routing table built from `[[shards]]`, `[assignments]` and `[[rules]]`.
@@ -53,6 +54,16 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub drain: Duration,
+}
+
+/// The queue map (`[queues]`).
+#[derive(Debug, Clone)]
+pub struct QueuesConfig {
+    pub max_entries: usize,
+    /// A queue unused this long is forgotten (Tornado deletes it after 600 s).
+    pub idle_timeout: Duration,
+    /// The move policy for realms whose assignment does not set one.
+    pub move_policy: crate::routing::MovePolicy,
 }
 
 /// Where the routing authority lives (`[database]`).

@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub log: Option<RawLog>,
     pub parking: Option<RawParking>,
+    pub queues: Option<RawQueues>,
     pub database: Option<RawDatabase>,
     #[serde(default)]
     pub shards: Vec<RawShard>,
@@ -56,6 +57,14 @@ pub struct RawParking {
     pub release_rate_per_sec: Option<f64>,
     pub release_burst: Option<i64>,
     pub probe_interval_secs: Option<f64>,
+}
+
+/// `[queues]`: the queue map and realm moves.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawQueues {
+    pub max_entries: Option<i64>,
+    pub idle_timeout_secs: Option<f64>,
+    pub move_policy: Option<String>,
 }
 
 /// `[database]`: PostgreSQL as the routing authority.

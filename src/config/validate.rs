@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawDatabase, RawParking, RawShard};
+use super::raw::{RawConfig, RawDatabase, RawParking, RawQueues, RawShard};
 use super::{
     Config, DatabaseConfig, LogConfig, LogFormat, ParkingConfig, Problem, ProxyConfig,
-    TimeoutAnswer, Timeouts, DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
+    QueuesConfig, TimeoutAnswer, Timeouts, DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
 };
-use crate::routing::{normalize_host, Rule, Shard, ShardId, Snapshot};
+use crate::routing::{normalize_host, MovePolicy, Rule, Shard, ShardId, Snapshot};
 
 /// Collects problems while values are checked.
 #[derive(Default)]
@@ -147,6 +147,36 @@ fn shards(raw: &[RawShard], p: &mut Problems) -> Vec<Shard> {
         });
     }
     out
+}
+
+fn queues(raw: Option<RawQueues>, p: &mut Problems) -> QueuesConfig {
+    let raw = raw.unwrap_or_default();
+    let move_policy = match raw.move_policy.as_deref() {
+        None => MovePolicy::Drain,
+        Some(s) => MovePolicy::parse(s).unwrap_or_else(|| {
+            p.add(
+                "queues.move_policy",
+                format!("must be \"reload\" or \"drain\" (got {s:?})"),
+            );
+            MovePolicy::Drain
+        }),
+    };
+    QueuesConfig {
+        max_entries: p.count(
+            "queues.max_entries",
+            raw.max_entries,
+            1_000_000,
+            1,
+            100_000_000,
+        ) as usize,
+        idle_timeout: p.secs(
+            "queues.idle_timeout_secs",
+            raw.idle_timeout_secs,
+            600.0,
+            86_400.0,
+        ),
+        move_policy,
+    }
 }
 
 fn database(raw: RawDatabase, p: &mut Problems) -> DatabaseConfig {
@@ -316,6 +346,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
 
     let parking = parking(raw.parking, &mut p);
     let database = raw.database.map(|d| database(d, &mut p));
+    let queues = queues(raw.queues, &mut p);
     if parking.enabled && parking.timeout >= timeouts.drain {
         p.add(
             "parking.timeout_secs",
@@ -403,6 +434,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         timeouts,
         log: LogConfig { format, level },
         parking,
+        queues,
         database,
         routing,
     })

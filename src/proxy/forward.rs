@@ -1,13 +1,16 @@
 //! Forwarding a request to its shard: the upstream request head (headers cleaned,
-//! `X-Forwarded-For` appended, request id), one attempt with a deadline on the response head,
-//! and, for GETs, parking while the shard is down and replaying when it is back.
+//! `X-Forwarded-For` appended, request id), one attempt with a deadline on the response head;
+//! for GETs, parking while the shard is down, replaying when it is back, and following Zulip's
+//! `X-Accel-Redirect` (one hop, configured shards only); and teaching the queue map from the
+//! answers.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use http_body_util::{Either, Empty, Full, Limited};
+use http_body_util::{BodyExt, Either, Empty, Full, Limited};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use tokio::time::Instant;
 
 use super::body::Watched;
@@ -20,13 +23,29 @@ use crate::error::{json_response, ProxyError};
 use crate::parking::Released;
 use crate::routing::ShardId;
 
-/// Sends the request to `shard` and returns its answer, headers cleaned, body streaming.
+/// The header Tornado uses to send a user-split realm's request to another port.
+const X_ACCEL_REDIRECT: &str = "x-accel-redirect";
+/// Largest queue-registration answer read to learn its `queue_id`.
+const MAX_REGISTRATION_BODY: usize = 64 * 1024;
+
+/// Where a request goes and what the queue map should learn from it.
+pub struct Route<'a> {
+    pub target: ShardId,
+    /// The realm's home shard for queues learned from this request.
+    pub home: ShardId,
+    pub realm: &'a str,
+    pub queue_id: Option<&'a str>,
+}
+
+/// Sends the request and returns the answer, headers cleaned, body streaming. `final_shard`
+/// is set to the shard that answered (after a redirect, the redirect's).
 pub async fn forward(
     proxy: &Proxy,
     req: Request<Incoming>,
     peer: SocketAddr,
-    shard: ShardId,
+    route: Route<'_>,
     request_id: &HeaderValue,
+    final_shard: &mut ShardId,
 ) -> Result<Response<ClientBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let limit = proxy.limits.max_body_bytes;
@@ -34,12 +53,7 @@ pub async fn forward(
         return Err(ProxyError::BodyTooLarge);
     }
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = Uri::try_from(format!(
-        "http://{}{}",
-        proxy.shard_address(shard),
-        path_and_query
-    ))
-    .map_err(|_| ProxyError::BadRequest)?;
+    parts.uri = upstream_uri(proxy, route.target, path_and_query)?;
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
@@ -47,17 +61,47 @@ pub async fn forward(
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
 
-    // Only a bodiless GET is safe to hold and send again.
-    let replayable = parts.method == Method::GET && body.is_end_stream() && proxy.parking.enabled;
-    if replayable {
-        return park_and_replay(proxy, shard, parts.uri, parts.headers).await;
+    // Only a bodiless GET is safe to hold, send again, or redirect.
+    if parts.method == Method::GET && body.is_end_stream() {
+        let registration = route.queue_id.is_none() && is_registration(&parts.uri);
+        let resp = get(proxy, route.target, parts.uri, parts.headers, final_shard).await?;
+        return learn_from_get(proxy, &route, registration, *final_shard, resp).await;
     }
+    let method = parts.method.clone();
     let body: UpstreamBody = if body.is_end_stream() {
         Either::Right(Empty::new())
     } else {
         Either::Left(Limited::new(body, limit as usize))
     };
-    attempt(proxy, shard, Request::from_parts(parts, body)).await
+    let resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
+    if resp.headers().contains_key(X_ACCEL_REDIRECT) {
+        tracing::error!(method = %method, shard = proxy.shard_name(route.target), "X-Accel-Redirect on a request that is not a GET");
+        return Err(ProxyError::BadRedirect);
+    }
+    if let Some(q) = route.queue_id {
+        let status = resp.status();
+        if (method == Method::DELETE && status.is_success()) || status == StatusCode::BAD_REQUEST {
+            proxy.queues.forget(q);
+        }
+    }
+    Ok(resp)
+}
+
+/// A queue-creating GET: an events path, no `queue_id`, `dont_block=true`. Its answer is small
+/// and immediate, so kansas reads it to learn the new queue; every other answer streams.
+fn is_registration(uri: &Uri) -> bool {
+    matches!(uri.path(), "/json/events" | "/api/v1/events")
+        && form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .any(|(k, v)| k == "dont_block" && v == "true")
+}
+
+fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: &str) -> Result<Uri, ProxyError> {
+    Uri::try_from(format!(
+        "http://{}{}",
+        proxy.shard_address(shard),
+        path_and_query
+    ))
+    .map_err(|_| ProxyError::BadRequest)
 }
 
 /// One try: the request to the shard, with the response-head deadline.
@@ -86,24 +130,45 @@ async fn attempt(
 }
 
 /// A GET: tried while the shard is up; parked while it is down; replayed when released; answered
-/// at the park deadline if the shard does not come back.
-async fn park_and_replay(
+/// at the park deadline if the shard does not come back. An `X-Accel-Redirect` to a configured
+/// shard is followed once (with the same parking there).
+async fn get(
     proxy: &Proxy,
-    shard: ShardId,
-    uri: Uri,
+    mut shard: ShardId,
+    mut uri: Uri,
     headers: HeaderMap,
+    final_shard: &mut ShardId,
 ) -> Result<Response<ClientBody>, ProxyError> {
-    let park = proxy.park(shard);
     let deadline = Instant::now() + proxy.parking.timeout;
     let mut seq = None;
+    let mut redirected = false;
     loop {
-        if park.is_up() {
+        *final_shard = shard;
+        let park = proxy.park(shard);
+        if park.is_up() || !proxy.parking.enabled {
             let mut req = Request::new(Either::Right(Empty::new()));
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = headers.clone();
             match attempt(proxy, shard, req).await {
-                Err(e) if e.shard_down() => park.mark_down(e.kind()),
-                other => return other,
+                Ok(resp) => match resp.headers().get(X_ACCEL_REDIRECT) {
+                    None => return Ok(resp),
+                    Some(_) if redirected => {
+                        tracing::error!(
+                            shard = proxy.shard_name(shard),
+                            "second X-Accel-Redirect in a row: not followed"
+                        );
+                        return Err(ProxyError::BadRedirect);
+                    }
+                    Some(to) => {
+                        (shard, uri) = redirect_target(proxy, shard, to)?;
+                        redirected = true;
+                        seq = None;
+                        proxy.metrics.queues.redirects.inc();
+                        continue;
+                    }
+                },
+                Err(e) if e.shard_down() && proxy.parking.enabled => park.mark_down(e.kind()),
+                Err(e) => return Err(e),
             }
         }
         let ticket = park.park(seq).map_err(|_| ProxyError::ParkOverflow)?;
@@ -114,13 +179,130 @@ async fn park_and_replay(
     }
 }
 
+/// Resolves `/internal/tornado/<port><path>?<query>` to a configured shard and its URI.
+fn redirect_target(
+    proxy: &Proxy,
+    from: ShardId,
+    to: &HeaderValue,
+) -> Result<(ShardId, Uri), ProxyError> {
+    let bad = |why: &str| {
+        tracing::error!(shard = proxy.shard_name(from), location = ?to, why, "X-Accel-Redirect not followed");
+        ProxyError::BadRedirect
+    };
+    let to = to.to_str().map_err(|_| bad("not text"))?;
+    let rest = to
+        .strip_prefix("/internal/tornado/")
+        .ok_or_else(|| bad("not /internal/tornado/"))?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let port: u16 = rest[..digits].parse().map_err(|_| bad("no port"))?;
+    let path = &rest[digits..];
+    if !path.starts_with('/') {
+        return Err(bad("no path after the port"));
+    }
+    let Some(target) = proxy.snapshot.load().shard_by_port(port) else {
+        tracing::error!(
+            shard = proxy.shard_name(from),
+            port,
+            "X-Accel-Redirect to a Tornado port that is not a configured shard"
+        );
+        return Err(ProxyError::RedirectUnknownPort);
+    };
+    Ok((target, upstream_uri(proxy, target, path)?))
+}
+
+/// Teaches the queue map from a GET's answer: a success for a queue (or a registration's new
+/// queue, read from its body) is where that queue lives; a 400 for a queue forgets it.
+async fn learn_from_get(
+    proxy: &Proxy,
+    route: &Route<'_>,
+    registration: bool,
+    shard: ShardId,
+    resp: Response<ClientBody>,
+) -> Result<Response<ClientBody>, ProxyError> {
+    let status = resp.status();
+    match (route.queue_id, status) {
+        (Some(q), StatusCode::OK) => {
+            proxy.queues.learn(q, shard, route.home, route.realm);
+            Ok(resp)
+        }
+        (Some(q), StatusCode::BAD_REQUEST) => {
+            proxy.queues.forget(q);
+            Ok(resp)
+        }
+        (None, StatusCode::OK) if registration => {
+            // Small and immediate: read it to learn the new queue's id (bounded in size and
+            // time, like any answer head).
+            let (parts, body) = resp.into_parts();
+            let collect = Limited::new(body, MAX_REGISTRATION_BODY).collect();
+            let bytes = tokio::time::timeout(proxy.timeouts.upstream_response, collect)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout)?
+                .map_err(|_| ProxyError::UpstreamBodyFailed)?
+                .to_bytes();
+            if let Some(q) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["queue_id"].as_str().map(str::to_string))
+            {
+                proxy.queues.learn(&q, shard, route.home, route.realm);
+            }
+            Ok(Response::from_parts(parts, Either::Right(Full::new(bytes))))
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// The `reload` move: Zulip's exact `BAD_EVENT_QUEUE_ID` answer (the client reloads and
+/// re-registers on the realm's new shard), the queue forgotten, and a DELETE sent to the old
+/// shard in the background, with the client's own credentials, so Tornado frees it.
+pub fn reload(
+    proxy: &std::sync::Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    old: ShardId,
+    queue_id: &str,
+) -> Response<ClientBody> {
+    proxy.queues.forget(queue_id);
+    proxy.metrics.queues.reload_moves.inc();
+    let (mut parts, _body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_forwarded_for(&mut parts.headers, peer.ip());
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("queue_id", queue_id)
+        .finish();
+    if let Ok(uri) = upstream_uri(proxy, old, &format!("{}?{query}", parts.uri.path())) {
+        let mut delete = Request::new(Either::Right(Empty::new()));
+        *delete.method_mut() = Method::DELETE;
+        *delete.uri_mut() = uri;
+        *delete.headers_mut() = parts.headers;
+        let (proxy, queue_id) = (proxy.clone(), queue_id.to_string());
+        tokio::spawn(async move {
+            let shard = proxy.shard_name(old).to_string();
+            match attempt(&proxy, old, delete).await {
+                Ok(r) => tracing::info!(
+                    shard,
+                    queue_id,
+                    status = r.status().as_u16(),
+                    "realm moved: old queue deleted"
+                ),
+                Err(e) => {
+                    tracing::warn!(shard, queue_id, error = %e, "realm moved: could not delete the old queue")
+                }
+            }
+        });
+    }
+    let body = serde_json::json!({
+        "result": "error",
+        "msg": format!("Bad event queue ID: {queue_id}"),
+        "code": "BAD_EVENT_QUEUE_ID",
+        "queue_id": queue_id,
+    });
+    json_response(StatusCode::BAD_REQUEST, &body.to_string()).map(Either::Right)
+}
+
 /// What a GET still parked at its deadline gets: Zulip's normal empty events result for its
 /// queue (clients simply poll again), or `503` when so configured or when it names no queue.
 fn deadline_answer(answer: TimeoutAnswer, uri: &Uri) -> Result<Response<ClientBody>, ProxyError> {
-    let queue_id = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "queue_id")
-        .map(|(_, v)| v.into_owned());
-    match (answer, queue_id) {
+    match (answer, super::decide::queue_id(uri.query())) {
         (TimeoutAnswer::EmptyEvents, Some(queue_id)) => {
             let body = serde_json::json!({
                 "result": "success", "msg": "", "events": [], "queue_id": queue_id,

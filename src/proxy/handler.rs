@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{header, Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::body::Watched;
-use super::forward::forward;
+use super::decide::{self, Decision};
+use super::forward::{self, Route};
 use super::headers::{self, X_REQUEST_ID};
 use super::Proxy;
 use crate::error::ProxyError;
@@ -44,15 +45,52 @@ pub async fn handle(
     let path = req.uri().path().to_string();
 
     let realm = realm_of(&req);
-    let (shard, result) = match &realm {
-        Err(e) => (None, Err(*e)),
-        Ok(realm) => match proxy.route(realm) {
-            None => (None, Err(ProxyError::NoShard)),
-            Some(shard) => (
-                Some(shard),
-                forward(&proxy, req, peer, shard, &request_id).await,
-            ),
-        },
+    let mut shard = None;
+    let result = match &realm {
+        Err(e) => Err(*e),
+        Ok(realm) => {
+            let queue_id = decide::queue_id(req.uri().query());
+            let decision = decide::decide(
+                &proxy.snapshot.load(),
+                &proxy.queues,
+                realm,
+                queue_id.as_deref(),
+                req.method() == Method::GET,
+                proxy.default_move_policy,
+            );
+            match (decision, queue_id.as_deref()) {
+                (Decision::NoShard, _) => Err(ProxyError::NoShard),
+                (Decision::Reload { old }, Some(q)) => {
+                    shard = Some(old);
+                    Ok(forward::reload(&proxy, req, peer, old, q))
+                }
+                (Decision::Reload { .. }, None) => unreachable!("reload needs a known queue"),
+                (
+                    Decision::Forward {
+                        target,
+                        home,
+                        moved,
+                    },
+                    q,
+                ) => {
+                    if moved {
+                        proxy.metrics.queues.drain_moves.inc();
+                    }
+                    let route = Route {
+                        target,
+                        home,
+                        realm,
+                        queue_id: q,
+                    };
+                    let mut final_shard = target;
+                    let r =
+                        forward::forward(&proxy, req, peer, route, &request_id, &mut final_shard)
+                            .await;
+                    shard = Some(final_shard);
+                    r
+                }
+            }
+        }
     };
     let mut resp = match result {
         Ok(resp) => resp,

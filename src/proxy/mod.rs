@@ -2,6 +2,7 @@
 //! upstream client and the accept loop.
 
 mod body;
+pub mod decide;
 mod forward;
 mod handler;
 pub mod headers;
@@ -15,6 +16,8 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ParkingConfig, Timeouts};
 use crate::metrics::Metrics;
 use crate::parking::ShardPark;
+use crate::queues::QueueMap;
+use crate::routing::MovePolicy;
 use crate::routing::{ShardId, Snapshot};
 
 pub use handler::{handle, ClientBody};
@@ -40,6 +43,10 @@ pub struct Proxy {
     pub parking: ParkingConfig,
     /// Health and parked GETs, by shard id.
     parks: Vec<Arc<ShardPark>>,
+    /// Which shard each known queue lives on.
+    pub queues: Arc<QueueMap>,
+    /// Move policy for realms whose assignment sets none.
+    pub default_move_policy: MovePolicy,
 }
 
 impl Proxy {
@@ -66,7 +73,14 @@ impl Proxy {
                 )
             })
             .collect();
+        let queues = Arc::new(QueueMap::new(
+            config.queues.max_entries,
+            config.queues.idle_timeout,
+            metrics.queues.map.clone(),
+        ));
         Proxy {
+            queues,
+            default_move_policy: config.queues.move_policy,
             parking: config.parking.clone(),
             parks,
             snapshot: Arc::new(ArcSwap::from_pointee(config.routing.clone())),
@@ -85,17 +99,24 @@ impl Proxy {
         for park in &self.parks {
             tokio::spawn(park.clone().release_loop());
         }
+        let queues = self.queues.clone();
+        let every = (self.timeouts_queue_sweep()).max(std::time::Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                queues.expire();
+            }
+        });
+    }
+
+    /// How often idle queues are swept: a tenth of the idle timeout, at most a minute.
+    fn timeouts_queue_sweep(&self) -> std::time::Duration {
+        (self.queues.idle_timeout() / 10).min(std::time::Duration::from_secs(60))
     }
 
     /// A shard's health and parking lot.
     pub fn park(&self, id: ShardId) -> &Arc<ShardPark> {
         &self.parks[id]
-    }
-
-    /// The shard for a normalized realm host, if any.
-    #[inline]
-    pub fn route(&self, realm: &str) -> Option<ShardId> {
-        self.snapshot.load().route(realm).map(|d| d.shard)
     }
 
     pub fn shard_name(&self, id: ShardId) -> &str {

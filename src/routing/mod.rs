@@ -51,6 +51,34 @@ impl Rule {
     }
 }
 
+/// What happens to a realm's known queues when the realm moves to another shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MovePolicy {
+    /// The next request for such a queue gets `400 BAD_EVENT_QUEUE_ID` from kansas (the client
+    /// reloads and re-registers on the new shard); the old shard is told to drop the queue.
+    Reload,
+    /// Such queues stay on the old shard until they expire; new queues go to the new shard.
+    Drain,
+}
+
+impl MovePolicy {
+    pub fn parse(s: &str) -> Option<MovePolicy> {
+        match s {
+            "reload" => Some(MovePolicy::Reload),
+            "drain" => Some(MovePolicy::Drain),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovePolicy::Reload => "reload",
+            MovePolicy::Drain => "drain",
+        }
+    }
+}
+
 /// Where a snapshot's assignments, rules and weights came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -116,6 +144,9 @@ pub struct Snapshot {
     candidates: Vec<Candidate>,
     table: Table,
     origin: Origin,
+    /// Per-realm move policies (from database assignments); others use the default.
+    move_policies: HashMap<String, MovePolicy>,
+    by_port: HashMap<u16, ShardId>,
 }
 
 impl Snapshot {
@@ -141,7 +172,14 @@ impl Snapshot {
             .map(|(i, s)| Candidate::new(i, &s.name, s.weight))
             .collect();
         let table = Table::new(&candidates);
+        let by_port = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.port, i))
+            .collect();
         Ok(Snapshot {
+            move_policies: HashMap::new(),
+            by_port,
             origin: Origin::Config,
             table,
             shards,
@@ -160,6 +198,26 @@ impl Snapshot {
 
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// Sets per-realm move policies.
+    pub fn with_move_policies(mut self, policies: HashMap<String, MovePolicy>) -> Snapshot {
+        self.move_policies = policies;
+        self
+    }
+
+    /// The realm's own move policy, if its assignment has one.
+    #[inline]
+    pub fn move_policy(&self, realm: &str) -> Option<MovePolicy> {
+        if self.move_policies.is_empty() {
+            return None;
+        }
+        self.move_policies.get(realm).copied()
+    }
+
+    /// The shard answering to a Tornado port (for `X-Accel-Redirect`).
+    pub fn shard_by_port(&self, port: u16) -> Option<ShardId> {
+        self.by_port.get(&port).copied()
     }
 
     pub fn shards(&self) -> &[Shard] {

@@ -16,6 +16,7 @@ pub struct Assignment {
     pub updated_at: String,
     pub changed_by: String,
     pub note: Option<String>,
+    pub move_policy: Option<String>,
 }
 
 /// Assigns a realm; returns the shard it was assigned to before, if any.
@@ -25,6 +26,7 @@ pub async fn assign(
     shard: &str,
     note: Option<&str>,
     by: &str,
+    move_policy: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
     let tx = client.transaction().await?;
     let before = tx
@@ -35,11 +37,13 @@ pub async fn assign(
         .await?
         .map(|r| r.get(0));
     tx.execute(
-        "INSERT INTO kansas.realm_assignments (realm, shard, note, changed_by, updated_at)
-         VALUES ($1, $2, $3, $4, now())
+        "INSERT INTO kansas.realm_assignments
+             (realm, shard, note, changed_by, move_policy, updated_at)
+         VALUES ($1, $2, $3, $4, $5, now())
          ON CONFLICT (realm) DO UPDATE SET shard = EXCLUDED.shard, note = EXCLUDED.note,
-             changed_by = EXCLUDED.changed_by, updated_at = now()",
-        &[&realm, &shard, &note, &by],
+             changed_by = EXCLUDED.changed_by, move_policy = EXCLUDED.move_policy,
+             updated_at = now()",
+        &[&realm, &shard, &note, &by, &move_policy],
     )
     .await?;
     tx.commit().await?;
@@ -65,7 +69,7 @@ pub async fn assignments(
     let rows = client
         .query(
             "SELECT realm, shard, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
-                    changed_by, note
+                    changed_by, note, move_policy
              FROM kansas.realm_assignments
              WHERE $1::text IS NULL OR shard = $1
              ORDER BY realm",
@@ -80,6 +84,7 @@ pub async fn assignments(
             updated_at: r.get(2),
             changed_by: r.get(3),
             note: r.get(4),
+            move_policy: r.get(5),
         })
         .collect())
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::DatabaseConfig;
-use crate::routing::{normalize_host, Rule, Snapshot};
+use crate::routing::{normalize_host, MovePolicy, Rule, Snapshot};
 
 /// Why a database operation failed. Messages never contain the connection string.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,8 @@ pub struct DbState {
     pub weights: HashMap<String, f64>,
     /// realm → shard name.
     pub assignments: HashMap<String, String>,
+    /// realm → its assignment's move policy, where set.
+    pub policies: HashMap<String, MovePolicy>,
     /// priority → (pattern, shard name), applied in priority order.
     pub rules: BTreeMap<i32, (String, String)>,
 }
@@ -151,10 +153,21 @@ pub async fn load(client: &mut Client) -> Result<DbState, StoreError> {
         state.weights.insert(row.get(0), row.get(1));
     }
     for row in tx
-        .query("SELECT realm, shard FROM kansas.realm_assignments", &[])
+        .query(
+            "SELECT realm, shard, move_policy FROM kansas.realm_assignments",
+            &[],
+        )
         .await?
     {
-        state.assignments.insert(row.get(0), row.get(1));
+        let realm: String = row.get(0);
+        if let Some(p) = row
+            .get::<_, Option<String>>(2)
+            .as_deref()
+            .and_then(MovePolicy::parse)
+        {
+            state.policies.insert(realm.clone(), p);
+        }
+        state.assignments.insert(realm, row.get(1));
     }
     for row in tx
         .query(
@@ -207,7 +220,10 @@ impl DbState {
                 .is_some(),
             "realm_assignments" => row["realm"]
                 .as_str()
-                .map(|k| self.assignments.remove(k))
+                .map(|k| {
+                    self.policies.remove(k);
+                    self.assignments.remove(k)
+                })
                 .is_some(),
             "realm_rules" => row["priority"]
                 .as_i64()
@@ -229,6 +245,10 @@ impl DbState {
             },
             "realm_assignments" => match (text("realm"), text("shard")) {
                 (Some(realm), Some(shard)) => {
+                    match row["move_policy"].as_str().and_then(MovePolicy::parse) {
+                        Some(p) => self.policies.insert(realm.clone(), p),
+                        None => self.policies.remove(&realm),
+                    };
                     self.assignments.insert(realm, shard);
                     true
                 }
@@ -301,9 +321,16 @@ pub fn compose(base: &Snapshot, db: &DbState) -> (Snapshot, Vec<Ignored>) {
             },
         }
     }
+    let policies = db
+        .policies
+        .iter()
+        .filter(|(realm, _)| assignments.contains_key(realm.as_str()))
+        .map(|(r, p)| (r.clone(), *p))
+        .collect();
     let snapshot = Snapshot::new(shards, assignments, rules)
         .expect("the config's shard list is valid")
-        .with_origin(crate::routing::Origin::Database);
+        .with_origin(crate::routing::Origin::Database)
+        .with_move_policies(policies);
     ignored.sort();
     (snapshot, ignored)
 }

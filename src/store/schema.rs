@@ -7,11 +7,18 @@ use tokio_postgres::Client;
 use super::StoreError;
 
 /// `(version, description, SQL)`, in order.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "shard weights, realm assignments, regex rules, change notifications",
-    include_str!("migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "shard weights, realm assignments, regex rules, change notifications",
+        include_str!("migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "per-assignment realm-move policy",
+        include_str!("migrations/0002_move_policy.sql"),
+    ),
+];
 
 /// The schema version this kansas expects.
 pub fn latest() -> i32 {
