@@ -1,72 +1,176 @@
-//! `kansas run`: binds the listeners, serves until SIGTERM or SIGINT, then drains. A second
-//! signal during the drain stops at once.
+//! One worker's serving machinery, apart from the process around it: the shared proxy state,
+//! metrics and database follower; restoring from and dumping to the handoff state; and serving
+//! the proxy and admin listeners until told to stop, then draining.
 
-use std::sync::Arc;
-
-use anyhow::Context;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
+use crate::handoff::{Envelope, SavedDatabase, State, STATE_FORMAT};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, ServerLimits};
 use crate::store::follow::Follower;
+use crate::store::{DbState, StoreError};
 
-/// Runs the daemon until a stop signal; returns once in-flight requests finished or the drain
-/// timeout passed.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let fd_limit = crate::limits::raise_fd_limit();
-    let metrics = Arc::new(Metrics::new(&config.routing));
-    let proxy = Arc::new(Proxy::new(&config, metrics.clone()));
-    proxy.start_background();
-    if let Some(db) = &config.database {
-        let mut follower = Follower::new(
-            db.clone(),
-            config.routing.clone(),
-            proxy.snapshot.clone(),
-            metrics.db.clone(),
-        );
-        // Refuses an unmigrated or too-new schema; an unreachable database is not an error.
-        follower.initial().await?;
-        tokio::spawn(follower.run());
+/// A worker's state, ready to serve.
+pub struct Daemon {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub proxy: Arc<Proxy>,
+    follower: Option<Follower>,
+    db_latest: Option<Arc<Mutex<Option<DbState>>>>,
+}
+
+impl Daemon {
+    /// Builds the proxy state (inside a runtime; nothing is accepted yet).
+    pub fn new(config: Config) -> Daemon {
+        let metrics = Arc::new(Metrics::new(&config.routing));
+        let proxy = Arc::new(Proxy::new(&config, metrics.clone()));
+        proxy.start_background();
+        let follower = config.database.as_ref().map(|db| {
+            Follower::new(
+                db.clone(),
+                config.routing.clone(),
+                proxy.snapshot.clone(),
+                metrics.db.clone(),
+            )
+        });
+        let db_latest = follower.as_ref().map(|f| f.latest());
+        Daemon {
+            config,
+            metrics,
+            proxy,
+            follower,
+            db_latest,
+        }
     }
-    let listener = proxy::bind(config.proxy.listen)
-        .with_context(|| format!("cannot listen on proxy.listen {}", config.proxy.listen))?;
-    let admin = proxy::bind(config.admin_listen)
-        .with_context(|| format!("cannot listen on admin.listen {}", config.admin_listen))?;
-    let proxy_addr = listener.local_addr()?;
-    let admin_addr = admin.local_addr()?;
-    let admin_task = tokio::spawn(crate::admin::serve(admin, metrics));
-    tracing::info!(
-        proxy = %proxy_addr,
-        admin = %admin_addr,
-        shards = config.routing.shards().len(),
-        fd_limit,
-        "kansas listening"
-    );
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-        tracing::info!(signal = name, "stopping: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-        let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-        tracing::warn!(signal = name, "second stop signal: exiting now");
-        std::process::exit(1);
+    /// A fresh start: read the database once before serving. An unmigrated or too-new schema
+    /// is an error; an unreachable database is not.
+    pub async fn first_read(&mut self) -> Result<(), StoreError> {
+        match &mut self.follower {
+            Some(f) => f.initial().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts from the previous generation's state. Refuses an envelope it cannot read.
+    pub fn restore(&mut self, env: &Envelope) -> Result<(), String> {
+        if env.format != STATE_FORMAT {
+            return Err(format!(
+                "state format {} from kansas {} is not {STATE_FORMAT}",
+                env.format, env.kansas_version
+            ));
+        }
+        let state = &env.state;
+        if let (Some(saved), Some(f)) = (&state.database, &mut self.follower) {
+            let mut db = DbState::default();
+            db.weights.extend(saved.weights.iter().cloned());
+            for (realm, shard, policy) in &saved.assignments {
+                db.assignments.insert(realm.clone(), shard.clone());
+                if let Some(p) = policy {
+                    db.policies.insert(realm.clone(), *p);
+                }
+            }
+            for (prio, pattern, shard) in &saved.rules {
+                db.rules.insert(*prio, (pattern.clone(), shard.clone()));
+            }
+            f.seed(&db);
+        }
+        let snapshot = self.proxy.snapshot.load();
+        let skipped = self
+            .proxy
+            .queues
+            .restore(state.queues.clone(), |name| snapshot.shard_id(name));
+        for name in &state.down_shards {
+            if let Some(id) = snapshot.shard_id(name) {
+                self.proxy
+                    .park(id)
+                    .mark_down("down in the previous generation");
+            }
+        }
+        tracing::info!(
+            queues = state.queues.len() - skipped,
+            skipped,
+            down_shards = state.down_shards.len(),
+            from_generation = env.generation,
+            "state restored"
+        );
+        Ok(())
+    }
+
+    /// The database state shared with the follower, for dumps after `serve` took the daemon.
+    pub fn db_view(&self) -> Option<Arc<Mutex<Option<DbState>>>> {
+        self.db_latest.clone()
+    }
+
+    /// Serves until `stop`, then drains. Returns whether everything finished within the drain
+    /// timeout.
+    pub async fn serve(
+        mut self,
+        proxy_listener: StdListener,
+        admin_listener: StdListener,
+        stop: impl Future<Output = ()>,
+    ) -> anyhow::Result<bool> {
+        proxy_listener.set_nonblocking(true)?;
+        admin_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(proxy_listener)?;
+        let admin = tokio::net::TcpListener::from_std(admin_listener)?;
+        if let Some(f) = self.follower.take() {
+            tokio::spawn(f.run());
+        }
+        let admin_task = tokio::spawn(crate::admin::serve(admin, self.metrics.clone()));
+        let limits = ServerLimits {
+            max_connections: self.config.proxy.max_connections,
+            max_header_bytes: self.config.proxy.max_header_bytes,
+            header_read_timeout: self.config.timeouts.client_header,
+            drain: self.config.timeouts.drain,
+        };
+        let drained = proxy::serve(listener, self.proxy.clone(), limits, stop).await;
+        admin_task.abort();
+        Ok(drained)
+    }
+}
+
+/// A worker's state for the next generation.
+pub fn dump(
+    proxy: &Proxy,
+    db_latest: Option<&Arc<Mutex<Option<DbState>>>>,
+    generation: u64,
+) -> Envelope {
+    let snapshot = proxy.snapshot.load();
+    let names: Vec<String> = snapshot.shards().iter().map(|s| s.name.clone()).collect();
+    let database = db_latest.and_then(|l| {
+        let l = l.lock().unwrap_or_else(|e| e.into_inner());
+        l.as_ref().map(|db| SavedDatabase {
+            weights: db.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            assignments: db
+                .assignments
+                .iter()
+                .map(|(r, s)| (r.clone(), s.clone(), db.policies.get(r).copied()))
+                .collect(),
+            rules: db
+                .rules
+                .iter()
+                .map(|(p, (pat, s))| (*p, pat.clone(), s.clone()))
+                .collect(),
+        })
     });
-    let shutdown = async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    };
-    let limits = ServerLimits {
-        max_connections: config.proxy.max_connections,
-        max_header_bytes: config.proxy.max_header_bytes,
-        header_read_timeout: config.timeouts.client_header,
-        drain: config.timeouts.drain,
-    };
-    let drained = proxy::serve(listener, proxy, limits, shutdown).await;
-    admin_task.abort();
-    tracing::info!(drained, "kansas stopped");
-    Ok(())
+    let down_shards = names
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| !proxy.park(*id).is_up())
+        .map(|(_, n)| n.clone())
+        .collect();
+    Envelope {
+        format: STATE_FORMAT,
+        kansas_version: env!("CARGO_PKG_VERSION").to_string(),
+        generation,
+        state: State {
+            database,
+            queues: proxy.queues.save(&names),
+            down_shards,
+        },
+    }
 }

@@ -12,6 +12,8 @@
 //! - [`error`]: every failure and the table mapping it to an HTTP answer;
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the loopback admin listener;
 //! - [`cli`]: the command line;
+//! - [`master`], [`worker`] and [`handoff`]: the supervisor-parent master, its workers, and
+//!   the listener and state handoff between generations;
 //! - [`daemon`]: `kansas run`, signals and graceful stop; [`explain`]: `kansas route`;
 //! - [`logging`]: text or JSON logs; [`limits`]: the open-file limit;
 //! - [`fake_tornado`]: a faithful stand-in Tornado shard (binary `fake-tornado`);
@@ -25,12 +27,15 @@ pub mod daemon;
 pub mod error;
 pub mod explain;
 pub mod fake_tornado;
+pub mod handoff;
 pub mod limits;
 pub mod load;
 pub mod logging;
+pub mod master;
 pub mod metrics;
 pub mod parking;
 pub mod proxy;
 pub mod queues;
 pub mod routing;
 pub mod store;
+pub mod worker;

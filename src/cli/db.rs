@@ -345,7 +345,9 @@ async fn run(command: Command, config: Config) -> Result<(), CmdError> {
                 None => print!("{text}"),
             }
         }
-        Command::Run | Command::CheckConfig { .. } => unreachable!("handled by cli::main"),
+        Command::Run | Command::CheckConfig { .. } | Command::Worker { .. } => {
+            unreachable!("handled by cli::main")
+        }
     }
     Ok(())
 }

@@ -24,8 +24,19 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy daemon.
+    /// Run the proxy daemon: the master, which keeps the listeners and runs workers
+    /// (SIGUSR1: upgrade to the binary on disk without dropping a connection).
     Run,
+    /// A worker process; started by `kansas run` only.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        control_fd: i32,
+        #[arg(long)]
+        generation: u64,
+        #[arg(long)]
+        master_pid: i32,
+    },
     /// Check a configuration file and print every problem; exit 2 when it is invalid.
     CheckConfig {
         /// Configuration file.
@@ -142,7 +153,12 @@ impl From<crate::store::StoreError> for CmdError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run => return run(&cli.config),
+        Command::Run => return crate::master::main(&cli.config),
+        Command::Worker {
+            control_fd,
+            generation,
+            master_pid,
+        } => return crate::worker::main(&cli.config, control_fd, generation, master_pid),
         Command::CheckConfig { file } => return check_config(&file),
         command => load(&cli.config).and_then(|config| db::dispatch(command, config)),
     };
@@ -194,40 +210,6 @@ fn check_config(file: &Path) -> ExitCode {
                 eprintln!("  {p}");
             }
             ExitCode::from(2)
-        }
-    }
-}
-
-fn run(path: &Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(CmdError::Usage(msg) | CmdError::Failed(msg)) => {
-            eprintln!("kansas: {msg}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::logging::init(config.log.format, &config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kansas: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(crate::daemon::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "kansas failed");
-            eprintln!("kansas: {e:#}");
-            match e.downcast_ref::<crate::store::StoreError>() {
-                Some(crate::store::StoreError::SchemaNotMigrated { .. })
-                | Some(crate::store::StoreError::SchemaTooNew { .. })
-                | Some(crate::store::StoreError::UrlEnvUnset(_)) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
         }
     }
 }

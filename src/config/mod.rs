@@ -28,6 +28,7 @@ pub struct Config {
     pub log: LogConfig,
     pub parking: ParkingConfig,
     pub queues: QueuesConfig,
+    pub master: MasterConfig,
     /// `[database]`, when PostgreSQL is the authority for routing.
     pub database: Option<DatabaseConfig>,
     /// The routing table built from `[[shards]]`, `[assignments]` and `[[rules]]`.
@@ -54,6 +55,15 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub drain: Duration,
+}
+
+/// The supervisor-parent master (`[master]`).
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// How long a new worker may take to become active before the upgrade is rolled back.
+    pub upgrade_timeout: Duration,
+    /// Previous generations still draining; past it the oldest is stopped at once.
+    pub max_draining: usize,
 }
 
 /// The queue map (`[queues]`).

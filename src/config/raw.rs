@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub parking: Option<RawParking>,
     pub queues: Option<RawQueues>,
+    pub master: Option<RawMaster>,
     pub database: Option<RawDatabase>,
     #[serde(default)]
     pub shards: Vec<RawShard>,
@@ -57,6 +58,13 @@ pub struct RawParking {
     pub release_rate_per_sec: Option<f64>,
     pub release_burst: Option<i64>,
     pub probe_interval_secs: Option<f64>,
+}
+
+/// `[master]`: upgrades.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMaster {
+    pub upgrade_timeout_secs: Option<f64>,
+    pub max_draining: Option<i64>,
 }
 
 /// `[queues]`: the queue map and realm moves.

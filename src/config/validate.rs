@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawDatabase, RawParking, RawQueues, RawShard};
 use super::{
-    Config, DatabaseConfig, LogConfig, LogFormat, ParkingConfig, Problem, ProxyConfig,
-    QueuesConfig, TimeoutAnswer, Timeouts, DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
+    Config, DatabaseConfig, LogConfig, LogFormat, MasterConfig, ParkingConfig, Problem,
+    ProxyConfig, QueuesConfig, TimeoutAnswer, Timeouts, DEFAULT_ADMIN_LISTEN, DEFAULT_PROXY_LISTEN,
 };
 use crate::routing::{normalize_host, MovePolicy, Rule, Shard, ShardId, Snapshot};
 
@@ -347,6 +347,16 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let parking = parking(raw.parking, &mut p);
     let database = raw.database.map(|d| database(d, &mut p));
     let queues = queues(raw.queues, &mut p);
+    let master_raw = raw.master.unwrap_or_default();
+    let master = MasterConfig {
+        upgrade_timeout: p.secs(
+            "master.upgrade_timeout_secs",
+            master_raw.upgrade_timeout_secs,
+            10.0,
+            600.0,
+        ),
+        max_draining: p.count("master.max_draining", master_raw.max_draining, 4, 1, 64) as usize,
+    };
     if parking.enabled && parking.timeout >= timeouts.drain {
         p.add(
             "parking.timeout_secs",
@@ -435,6 +445,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         log: LogConfig { format, level },
         parking,
         queues,
+        master,
         database,
         routing,
     })

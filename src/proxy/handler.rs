@@ -101,6 +101,10 @@ pub async fn handle(
     };
     resp.headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    if proxy.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
 
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();

@@ -47,6 +47,9 @@ pub struct Proxy {
     pub queues: Arc<QueueMap>,
     /// Move policy for realms whose assignment sets none.
     pub default_move_policy: MovePolicy,
+    /// Set while this process drains: every answer says `Connection: close`, so clients move
+    /// to the next generation without a reset.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -79,6 +82,7 @@ impl Proxy {
             metrics.queues.map.clone(),
         ));
         Proxy {
+            draining: std::sync::atomic::AtomicBool::new(false),
             queues,
             default_move_policy: config.queues.move_policy,
             parking: config.parking.clone(),

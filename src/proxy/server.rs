@@ -75,15 +75,32 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!("stopped accepting; draining open connections");
+    let open = proxy.metrics.connections().get();
+    tracing::info!(open_connections = open, "stopped accepting; draining");
+    // Every answer from now on closes its connection, so busy clients reconnect (to the next
+    // generation, or find the listener closed) between requests, never in the middle of one.
+    proxy
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + limits.drain;
+    let grace = tokio::time::Instant::now() + DRAIN_GRACE.min(limits.drain);
+    while proxy.metrics.connections().get() > 0 && tokio::time::Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Then idle keep-alive connections are closed; requests in flight (long-polls, parked
+    // GETs) finish, up to the drain timeout.
     tokio::select! {
         _ = graceful.shutdown() => true,
-        _ = tokio::time::sleep(limits.drain) => {
+        _ = tokio::time::sleep_until(deadline) => {
             tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "drain timeout: closing remaining connections");
             false
         }
     }
 }
+
+/// How long a draining process lets busy keep-alive clients leave on their own before closing
+/// idle connections.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 fn log_connection_error(e: &hyper::Error, peer: SocketAddr) {
     if e.is_timeout() {

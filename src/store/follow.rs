@@ -28,6 +28,8 @@ pub struct Follower {
     metrics: DbMetrics,
     /// When routing was last installed from the database (ms since the epoch; 0: never).
     synced_at: Arc<AtomicU64>,
+    /// The last state installed, for the handoff to the next generation.
+    latest: Arc<std::sync::Mutex<Option<DbState>>>,
     logged: BTreeSet<Ignored>,
 }
 
@@ -44,8 +46,19 @@ impl Follower {
             target,
             metrics,
             synced_at: Arc::new(AtomicU64::new(0)),
+            latest: Arc::default(),
             logged: BTreeSet::new(),
         }
+    }
+
+    /// The last state installed (shared, for the handoff).
+    pub fn latest(&self) -> Arc<std::sync::Mutex<Option<DbState>>> {
+        self.latest.clone()
+    }
+
+    /// Starts from a state handed over by the previous generation.
+    pub fn seed(&mut self, state: &DbState) {
+        self.install(state);
     }
 
     /// Connects and loads once, before serving, so the first requests route by the database.
@@ -150,6 +163,7 @@ impl Follower {
         self.logged.retain(|r| ignored.contains(r));
         self.metrics.rows_ignored.set(ignored.len() as i64);
         self.target.store(Arc::new(snapshot));
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
         self.metrics.syncs.inc();
         self.metrics.seconds_since_sync.set(0.0);
         self.synced_at.store(epoch_ms(), Ordering::Relaxed);

@@ -1,0 +1,163 @@
+//! The master/worker protocol. The master sends each new worker the listening sockets (`fd`),
+//! then both speak length-prefixed JSON frames over the same `socketpair`: the worker says when
+//! it is ready and when it is active; the master hands it the previous generation's state (the
+//! routing snapshot, the queue map, which shards are down) in a versioned envelope, asks for
+//! state, and tells it to stop.
+
+pub mod fd;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::queues::SavedQueue;
+use crate::routing::MovePolicy;
+
+/// Version of the state envelope; a worker refuses any other.
+pub const STATE_FORMAT: u32 = 1;
+/// Largest frame accepted (a state with millions of queues fits).
+const MAX_FRAME: u32 = 1 << 30;
+
+/// The state handed from one generation to the next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub format: u32,
+    pub kansas_version: String,
+    pub generation: u64,
+    pub state: State,
+}
+
+/// What a worker knows that the next one should start from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// The database's routing data, when the snapshot came from the database.
+    pub database: Option<SavedDatabase>,
+    pub queues: Vec<SavedQueue>,
+    /// Shards believed down (the new worker parks for them at once and probes).
+    pub down_shards: Vec<String>,
+}
+
+/// `crate::store::DbState`, serializable.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SavedDatabase {
+    pub weights: Vec<(String, f64)>,
+    pub assignments: Vec<(String, String, Option<MovePolicy>)>,
+    pub rules: Vec<(i32, String, String)>,
+}
+
+/// Counters the master keeps, shown in the active worker's metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MasterStats {
+    pub generation: u64,
+    pub upgrades: u64,
+    /// `(step, count)` of rolled-back upgrades.
+    pub rollbacks: Vec<(String, u64)>,
+    pub restarts: u64,
+}
+
+/// Master → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Start accepting, from this state (none for a fresh start).
+    Start {
+        state: Option<Box<Envelope>>,
+        stats: MasterStats,
+    },
+    /// Send your state.
+    Dump,
+    /// Stop accepting, finish what is in flight, exit.
+    Stop,
+    /// Updated master counters.
+    Stats(MasterStats),
+}
+
+/// Worker → master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToMaster {
+    /// Initialised, not yet accepting.
+    Ready,
+    /// Accepting.
+    Active,
+    /// The state could not be used; the worker exits.
+    Refused {
+        why: String,
+    },
+    State {
+        state: Box<Envelope>,
+    },
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    if bytes.len() > MAX_FRAME as usize {
+        return Err(std::io::Error::other("frame too large"));
+    }
+    w.write_u32(bytes.len() as u32).await?;
+    w.write_all(&bytes).await?;
+    w.flush().await
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> std::io::Result<Option<T>> {
+    let len = match r.read_u32().await {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf).await?;
+    serde_json::from_slice(&buf)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let env = Envelope {
+            format: STATE_FORMAT,
+            kansas_version: "x".into(),
+            generation: 3,
+            state: State {
+                down_shards: vec!["s1".into()],
+                ..State::default()
+            },
+        };
+        write_frame(
+            &mut a,
+            &ToMaster::State {
+                state: Box::new(env),
+            },
+        )
+        .await
+        .unwrap();
+        write_frame(&mut a, &ToWorker::Stop).await.unwrap();
+        drop(a);
+        match read_frame::<_, ToMaster>(&mut b).await.unwrap() {
+            Some(ToMaster::State { state }) => assert_eq!(state.state.down_shards, vec!["s1"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            read_frame::<_, ToWorker>(&mut b).await.unwrap(),
+            Some(ToWorker::Stop)
+        ));
+        assert!(read_frame::<_, ToWorker>(&mut b).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,188 @@
+//! A worker process (`kansas worker`, started only by the master): receives the listening
+//! sockets over its control socket, builds the proxy, says it is ready, starts from the state the
+//! master hands it (refusing one it cannot read), accepts, dumps its state on request, and on
+//! `Stop` (or the master's death, or SIGTERM) stops accepting, drains and exits.
+//!
+//! `KANSAS_TEST_FAIL_FILE`, for tests only: when set to a file whose content names a step
+//! (`before-ready`, `refuse`, `crash-at-start`, `hang`, `bad-dump`), the worker fails there.
+
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::daemon::Daemon;
+use crate::handoff::{self, fd, read_frame, write_frame, ToMaster, ToWorker};
+
+/// Whether the test switch asks this worker to fail at `step`.
+fn fail_at(step: &str) -> bool {
+    std::env::var_os("KANSAS_TEST_FAIL_FILE")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|s| s.trim() == step)
+}
+
+/// Runs a worker; never returns until it has drained.
+pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i32) -> ExitCode {
+    // Exit with the master: SIGTERM (drain, then exit) when the thread that started us dies.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    if nix::unistd::getppid().as_raw() != master_pid {
+        eprintln!("kansas worker: the master is gone");
+        return ExitCode::FAILURE;
+    }
+    let control = match fd::control_from_fd(control_fd) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kansas worker: control socket: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (proxy_listener, admin_listener) = match fd::recv_listeners(&control) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kansas worker: listeners: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match crate::config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "kansas worker: invalid configuration {}:\n{e}",
+                config_path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(config.log.format, &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kansas worker: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(
+        config,
+        control,
+        proxy_listener,
+        admin_listener,
+        generation,
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(generation, error = format!("{e:#}"), "worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    config: crate::config::Config,
+    control: StdUnixStream,
+    proxy_listener: std::net::TcpListener,
+    admin_listener: std::net::TcpListener,
+    generation: u64,
+) -> anyhow::Result<()> {
+    control.set_nonblocking(true)?;
+    let (mut rx, mut tx) = tokio::net::UnixStream::from_std(control)?.into_split();
+    let mut daemon = Daemon::new(config);
+    if fail_at("before-ready") {
+        std::process::exit(3);
+    }
+    write_frame(&mut tx, &ToMaster::Ready).await?;
+
+    let Some(ToWorker::Start { state, stats }) = read_frame::<_, ToWorker>(&mut rx).await? else {
+        anyhow::bail!("the master went away before starting this worker");
+    };
+    if fail_at("crash-at-start") {
+        std::process::exit(4);
+    }
+    let refusal = match (&state, fail_at("refuse")) {
+        (_, true) => Some("refused on purpose (test switch)".to_string()),
+        (Some(env), false) => daemon.restore(env).err(),
+        (None, false) => daemon.first_read().await.err().map(|e| e.to_string()),
+    };
+    if let Some(why) = refusal {
+        tracing::error!(generation, why, "refusing to start");
+        write_frame(&mut tx, &ToMaster::Refused { why }).await?;
+        return Ok(());
+    }
+    daemon.metrics.master.set(&stats);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let proxy = daemon.proxy.clone();
+    let metrics = daemon.metrics.clone();
+    let db = daemon.db_view();
+    let dump_proxy = proxy.clone();
+    let dump = move |g: u64| crate::daemon::dump(&dump_proxy, db.as_ref(), g);
+    let serving = tokio::spawn(daemon.serve(proxy_listener, admin_listener, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    if fail_at("hang") {
+        std::future::pending::<()>().await;
+    }
+    write_frame(&mut tx, &ToMaster::Active).await?;
+    tracing::info!(generation, "worker active");
+    control_loop(&mut rx, &mut tx, &dump, generation, &metrics).await;
+    let _ = stop_tx.send(true);
+    drop(proxy);
+    let drained = serving.await??;
+    tracing::info!(generation, drained, "worker stopped");
+    Ok(())
+}
+
+/// Answers the master until told to stop (or the master or a signal ends it).
+async fn control_loop(
+    rx: &mut OwnedReadHalf,
+    tx: &mut OwnedWriteHalf,
+    dump: &dyn Fn(u64) -> handoff::Envelope,
+    generation: u64,
+    metrics: &crate::metrics::Metrics,
+) {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    loop {
+        let msg = tokio::select! {
+            m = read_frame::<_, ToWorker>(rx) => m,
+            _ = term.recv() => { tracing::info!(generation, "SIGTERM: draining"); return; }
+            _ = int.recv() => { tracing::info!(generation, "SIGINT: draining"); return; }
+        };
+        match msg {
+            Ok(Some(ToWorker::Dump)) => {
+                let mut env = dump(generation);
+                if fail_at("bad-dump") {
+                    env.format = 999;
+                }
+                let queues = env.state.queues.len();
+                if let Err(e) = write_frame(
+                    tx,
+                    &ToMaster::State {
+                        state: Box::new(env),
+                    },
+                )
+                .await
+                {
+                    tracing::error!(generation, error = %e, "cannot send state to the master");
+                    return;
+                }
+                tracing::info!(generation, queues, "state sent to the master");
+            }
+            Ok(Some(ToWorker::Stats(stats))) => metrics.master.set(&stats),
+            Ok(Some(ToWorker::Stop)) => {
+                tracing::info!(generation, "told to stop: draining");
+                return;
+            }
+            Ok(Some(ToWorker::Start { .. })) => tracing::warn!(generation, "unexpected Start"),
+            Ok(None) | Err(_) => {
+                tracing::warn!(generation, "the master is gone: draining");
+                return;
+            }
+        }
+    }
+}
