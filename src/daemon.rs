@@ -120,12 +120,26 @@ impl Daemon {
         if let Some(f) = self.follower.take() {
             tokio::spawn(f.run());
         }
-        let admin_task = tokio::spawn(crate::admin::serve(admin, self.metrics.clone()));
+        // The admin listener is left to the next generation as soon as this one stops, so a
+        // scrape never sees a draining worker's numbers.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let admin_stop = stopping.clone();
+        let metrics = self.metrics.clone();
+        let admin_task = tokio::spawn(async move {
+            tokio::select! {
+                _ = crate::admin::serve(admin, metrics) => {}
+                _ = admin_stop.cancelled() => {}
+            }
+        });
         let limits = ServerLimits {
             max_connections: self.config.proxy.max_connections,
             max_header_bytes: self.config.proxy.max_header_bytes,
             header_read_timeout: self.config.timeouts.client_header,
             drain: self.config.timeouts.drain,
+        };
+        let stop = async move {
+            stop.await;
+            stopping.cancel();
         };
         let drained = proxy::serve(listener, self.proxy.clone(), limits, stop).await;
         admin_task.abort();

@@ -104,6 +104,10 @@ async fn serve(
     if fail_at("crash-at-start") {
         std::process::exit(4);
     }
+    if fail_at("hang") {
+        // Hangs while validating the state, before accepting anything.
+        std::future::pending::<()>().await;
+    }
     let refusal = match (&state, fail_at("refuse")) {
         (_, true) => Some("refused on purpose (test switch)".to_string()),
         (Some(env), false) => daemon.restore(env).err(),
@@ -124,9 +128,6 @@ async fn serve(
     let serving = tokio::spawn(daemon.serve(proxy_listener, admin_listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
-    if fail_at("hang") {
-        std::future::pending::<()>().await;
-    }
     write_frame(&mut tx, &ToMaster::Active).await?;
     tracing::info!(generation, "worker active");
     control_loop(&mut rx, &mut tx, &dump, generation, &metrics).await;

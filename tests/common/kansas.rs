@@ -40,6 +40,15 @@ impl Kansas {
 
     /// Starts kansas with exactly this configuration text.
     pub fn start_raw(config: &str) -> Kansas {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Starts kansas with `config_text(body)` and extra environment variables for it alone.
+    pub fn start_env(body: &str, env: &[(&str, &str)]) -> Kansas {
+        Self::start_with_env(&config_text(body), env)
+    }
+
+    fn start_with_env(config: &str, env: &[(&str, &str)]) -> Kansas {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kansas.toml");
         std::fs::write(&path, config).unwrap();
@@ -47,6 +56,7 @@ impl Kansas {
             .args(["run", "--config"])
             .arg(&path)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

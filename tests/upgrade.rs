@@ -1,0 +1,411 @@
+//! Zero-downtime kansas restarts with real processes: ten upgrades under load (long-polling
+//! kansas-load clients plus short requests with and without keep-alive) without one failed
+//! request or lost event; a new worker failing at every step, or hanging, rolled back while the
+//! old one serves; double SIGUSR1; SIGKILL of the worker (restarted, no refused connection) and of
+//! the master (workers exit); the state round trip.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::client::get;
+use common::fake::Fake;
+use common::kansas::{shard, Kansas};
+use http_body_util::{BodyExt, Empty};
+
+fn count_logs(k: &Kansas, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+    k.logs().iter().filter(|l| pred(l)).count()
+}
+
+fn active_upgrades(k: &Kansas) -> usize {
+    count_logs(k, |l| {
+        l["message"] == "worker active" && l["upgrade"] == true
+    })
+}
+
+/// Sends SIGUSR1 and waits until `n` upgrades have completed.
+fn upgrade(k: &Kansas, n: usize) {
+    k.signal(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while active_upgrades(k) < n {
+        assert!(Instant::now() < deadline, "upgrade {n} did not complete");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn worker_pid(k: &Kansas, generation: u64) -> i32 {
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "worker started" && l["generation"] == generation
+    })
+    .expect("worker started")["pid"]
+        .as_i64()
+        .unwrap() as i32
+}
+
+/// Short requests in a loop until `stop`: registrations through kansas, on one keep-alive
+/// connection (reconnecting only when the server said `Connection: close`) or a new connection
+/// each time. Counts successes and failures.
+fn short_loop(
+    proxy: SocketAddr,
+    keep_alive: bool,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut sender: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if !keep_alive {
+                    let r = get(
+                        proxy,
+                        "short.example.com",
+                        "/json/events?dont_block=true",
+                        &[],
+                    )
+                    .await;
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    };
+                    continue;
+                }
+                if sender.as_ref().is_none_or(|s| s.is_closed()) {
+                    let stream = tokio::net::TcpStream::connect(proxy)
+                        .await
+                        .expect("connect never refused");
+                    let (s, conn) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                            .unwrap();
+                    tokio::spawn(conn);
+                    sender = Some(s);
+                }
+                let s = sender.as_mut().unwrap();
+                if s.ready().await.is_err() {
+                    sender = None;
+                    continue;
+                }
+                let req = http::Request::get("/json/events?dont_block=true")
+                    .header("host", "short.example.com")
+                    .body(Empty::new())
+                    .unwrap();
+                match s.send_request(req).await {
+                    Ok(resp) => {
+                        let close = resp
+                            .headers()
+                            .get("connection")
+                            .is_some_and(|v| v == "close");
+                        let good = resp.status() == 200 && resp.into_body().collect().await.is_ok();
+                        if good {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        };
+                        if close {
+                            sender = None;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("short request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        sender = None;
+                    }
+                }
+            }
+        });
+    })
+}
+
+#[test]
+fn ten_upgrades_under_load_lose_nothing() {
+    let fakes: Vec<Fake> = (0..2)
+        .map(|_| Fake::start(&["--heartbeat-secs", "1"]))
+        .collect();
+    let body = format!(
+        "[master]\nmax_draining = 12\n{}{}",
+        shard("s0", fakes[0].addr),
+        shard("s1", fakes[1].addr)
+    );
+    let k = Kansas::start(&body);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let shards = format!("{},{}", fakes[0].addr, fakes[1].addr);
+    let load = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
+        .args([
+            "--target",
+            &format!("http://{}", k.proxy),
+            "--shards",
+            &shards,
+        ])
+        .args([
+            "--clients",
+            "1000",
+            "--realms",
+            "50",
+            "--duration",
+            "22s",
+            "--publish-rate",
+            "200/s",
+        ])
+        .args([
+            "--settle",
+            "20s",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loops: Vec<_> = [true, false]
+        .into_iter()
+        .map(|ka| short_loop(k.proxy, ka, stop.clone(), ok.clone(), failed.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for n in 1..=10 {
+        upgrade(&k, n);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.join().unwrap();
+    }
+    let out = load.wait_with_output().unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
+    assert_eq!(report["events_lost"], 0);
+    assert_eq!(report["events_duplicated"], 0);
+    assert_eq!(report["events_out_of_order"], 0);
+    assert_eq!(
+        report["reloads"], 0,
+        "queues are remembered across upgrades: {report:#}"
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "short requests failed");
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "short requests ran: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(active_upgrades(&k), 10);
+    let took: Vec<f64> = k
+        .logs()
+        .iter()
+        .filter(|l| l["message"] == "worker active" && l["upgrade"] == true)
+        .map(|l| l["took_ms"].as_f64().unwrap())
+        .collect();
+    eprintln!("spawn -> active over 10 upgrades (ms): {took:?}");
+}
+
+/// Requests keep succeeding while a broken upgrade is tried and rolled back.
+fn assert_rollback(
+    k: &Kansas,
+    fail_file: &std::path::Path,
+    step_content: &str,
+    step: &str,
+    before: usize,
+) {
+    std::fs::write(fail_file, step_content).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    k.signal(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_logs(k, |l| {
+        l["message"] == "upgrade rolled back: the old worker keeps serving"
+    }) <= before
+    {
+        let r = rt.block_on(get(
+            k.proxy,
+            "r.example.com",
+            "/json/events?dont_block=true",
+            &[],
+        ));
+        assert_eq!(
+            r.status, 200,
+            "the old worker keeps serving during {step_content}"
+        );
+        assert!(Instant::now() < deadline, "{step_content}: no rollback");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = k
+        .logs()
+        .into_iter()
+        .filter(|l| l["message"] == "upgrade rolled back: the old worker keeps serving")
+        .nth(before)
+        .unwrap();
+    assert_eq!(line["step"], step, "{step_content}: {line}");
+    std::fs::remove_file(fail_file).unwrap();
+}
+
+#[test]
+fn a_failing_or_hanging_new_worker_is_rolled_back() {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    // The switch goes to this kansas alone (never set_var: other tests run concurrently).
+    let k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = 1.5\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
+    // The first worker must be up before the switch is armed, or it would fail too.
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    let cases = [
+        ("before-ready", "init"),
+        ("refuse", "start"),
+        ("crash-at-start", "start"),
+        ("hang", "start"),
+        ("bad-dump", "start"),
+    ];
+    for (i, (content, step)) in cases.iter().enumerate() {
+        assert_rollback(&k, &fail_file, content, step, i);
+    }
+    // With the switch removed, the next upgrade works.
+    upgrade(&k, 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = String::from_utf8(rt.block_on(get(k.admin, "x", "/metrics", &[])).body).unwrap();
+    assert!(
+        m.contains("kansas_upgrade_rollbacks{step=\"start\"} 4"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kansas_upgrade_rollbacks{step=\"init\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("kansas_upgrades 1"), "{m}");
+}
+
+#[test]
+fn a_second_sigusr1_during_an_upgrade_is_refused() {
+    let fake = Fake::start(&[]);
+    let k = Kansas::start(&shard("s0", fake.addr));
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    k.signal(10);
+    k.signal(10);
+    upgrade_wait(&k, 1);
+    assert!(k
+        .wait_log(Duration::from_secs(5), |l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("SIGUSR1 refused")))
+        .is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(active_upgrades(&k), 1);
+}
+
+fn upgrade_wait(k: &Kansas, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while active_upgrades(k) < n {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_no_connection_is_refused() {
+    let fake = Fake::start(&[]);
+    let k = Kansas::start(&shard("s0", fake.addr));
+    let pid = worker_pid(&k, 1);
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Connections made meanwhile wait in the master's listen backlog and are answered.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let r = rt.block_on(get(
+            k.proxy,
+            "r.example.com",
+            "/json/events?dont_block=true",
+            &[],
+        ));
+        assert_eq!(r.status, 200);
+    }
+    let restarted = k
+        .wait_log(Duration::from_secs(5), |l| {
+            l["message"] == "worker active" && l["generation"] == 2 && l["took_ms"].is_number()
+        })
+        .expect("a new worker");
+    assert!(killed_at.elapsed() < Duration::from_secs(5));
+    assert_eq!(restarted["upgrade"], false);
+}
+
+#[test]
+fn workers_exit_when_the_master_dies() {
+    let fake = Fake::start(&[]);
+    let mut k = Kansas::start(&shard("s0", fake.addr));
+    let pid = worker_pid(&k, 1);
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    k.signal(9);
+    let _ = k.wait_exit(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+        // A zombie until reaped by init counts as gone once it stopped running.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") || state.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker {pid} outlived its master"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn queues_learned_before_an_upgrade_are_known_after_it() {
+    let fake = Fake::start(&[]);
+    let k = Kansas::start(&shard("s0", fake.addr));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in 0..25 {
+        let r = rt.block_on(get(
+            k.proxy,
+            &format!("r{i}.example.com"),
+            "/json/events?dont_block=true",
+            &[],
+        ));
+        assert_eq!(r.status, 200);
+    }
+    upgrade(&k, 1);
+    let m = String::from_utf8(rt.block_on(get(k.admin, "x", "/metrics", &[])).body).unwrap();
+    assert!(m.contains("kansas_queues 25"), "{m}");
+    assert!(m.contains("kansas_generation 2"), "{m}");
+    let restored = k
+        .wait_log(Duration::from_secs(5), |l| l["message"] == "state restored")
+        .unwrap();
+    assert_eq!(restored["queues"], 25);
+}
