@@ -56,14 +56,14 @@ impl Daemon {
     }
 
     /// Starts from the previous generation's state. Refuses an envelope it cannot read.
-    pub fn restore(&mut self, env: &Envelope) -> Result<(), String> {
+    pub fn restore(&mut self, env: Envelope) -> Result<(), String> {
         if env.format != STATE_FORMAT {
             return Err(format!(
                 "state format {} from kansas {} is not {STATE_FORMAT}",
                 env.format, env.kansas_version
             ));
         }
-        let state = &env.state;
+        let state = env.state;
         if let (Some(saved), Some(f)) = (&state.database, &mut self.follower) {
             let mut db = DbState::default();
             db.weights.extend(saved.weights.iter().cloned());
@@ -79,10 +79,11 @@ impl Daemon {
             f.seed(&db);
         }
         let snapshot = self.proxy.snapshot.load();
+        let saved = state.queues.len();
         let skipped = self
             .proxy
             .queues
-            .restore(state.queues.clone(), |name| snapshot.shard_id(name));
+            .restore(state.queues, |name| snapshot.shard_id(name));
         for name in &state.down_shards {
             if let Some(id) = snapshot.shard_id(name) {
                 self.proxy
@@ -91,7 +92,7 @@ impl Daemon {
             }
         }
         tracing::info!(
-            queues = state.queues.len() - skipped,
+            queues = saved - skipped,
             skipped,
             down_shards = state.down_shards.len(),
             from_generation = env.generation,

@@ -23,6 +23,9 @@ use crate::routing::ShardId;
 
 const STRIPES: usize = 16;
 
+/// Restored entries bound for one stripe.
+type StripeBatch = (usize, Vec<(Box<str>, QueueEntry)>);
+
 /// The map's clock starts this far along, so an entry restored from a previous generation can be
 /// older than this map without underflow (idle timeouts are far shorter).
 const CLOCK_BIAS_SECS: u64 = 1 << 20;
@@ -46,14 +49,24 @@ pub struct QueueLoc {
     pub home: ShardId,
 }
 
-/// A serializable entry, for the state handed to the next kansas generation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SavedQueue {
-    pub queue_id: String,
-    pub shard: String,
-    pub home: String,
-    pub realm: String,
-    pub idle_secs: u32,
+/// The queue map in the state handed to the next kansas generation: shard and realm names
+/// once each, then one small tuple per queue: `(queue_id, shard, home, realm, idle_secs)` with
+/// indexes into those tables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedQueues {
+    pub shards: Vec<String>,
+    pub realms: Vec<String>,
+    pub entries: Vec<(String, u16, u16, u32, u32)>,
+}
+
+impl SavedQueues {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Queue-map counters.
@@ -89,8 +102,12 @@ impl QueueMap {
         }
     }
 
+    fn stripe_index(&self, queue_id: &str) -> usize {
+        (self.hasher.hash_one(queue_id) as usize) % STRIPES
+    }
+
     fn stripe(&self, queue_id: &str) -> MutexGuard<'_, HashMap<Box<str>, QueueEntry>> {
-        self.stripes[(self.hasher.hash_one(queue_id) as usize) % STRIPES]
+        self.stripes[self.stripe_index(queue_id)]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
@@ -218,43 +235,147 @@ impl QueueMap {
         self.metrics.evicted.inc_by(n as u64);
     }
 
-    /// Every entry, for the state handoff; shard ids named through `names`.
-    pub fn save(&self, names: &[String]) -> Vec<SavedQueue> {
+    /// Every entry, for the state handoff; shard ids named through `names`. The stripes are
+    /// dumped in parallel, one group per core.
+    pub fn save(&self, names: &[String]) -> SavedQueues {
         let now = self.now();
-        let mut out = Vec::with_capacity(self.len());
-        for stripe in &self.stripes {
-            let s = stripe.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(s.iter().map(|(k, e)| SavedQueue {
-                queue_id: k.to_string(),
-                shard: names[e.shard].clone(),
-                home: names[e.home].clone(),
-                realm: e.realm.to_string(),
-                idle_secs: now.saturating_sub(e.last_used),
-            }));
+        let groups = parallelism();
+        let parts: Vec<SavedQueues> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..groups)
+                .map(|g| scope.spawn(move || self.save_stripes(g, groups, now)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("dump thread"))
+                .collect()
+        });
+        // Merge: one realm table, entries re-indexed into it.
+        let mut out = SavedQueues {
+            shards: names.to_vec(),
+            realms: Vec::new(),
+            entries: Vec::with_capacity(parts.iter().map(|p| p.entries.len()).sum()),
+        };
+        let mut index: HashMap<String, u32> = HashMap::new();
+        for part in parts {
+            let map: Vec<u32> = part
+                .realms
+                .into_iter()
+                .map(|r| {
+                    let next = index.len() as u32;
+                    *index.entry(r.clone()).or_insert_with(|| {
+                        out.realms.push(r);
+                        next
+                    })
+                })
+                .collect();
+            out.entries.extend(
+                part.entries
+                    .into_iter()
+                    .map(|(q, s, h, r, idle)| (q, s, h, map[r as usize], idle)),
+            );
         }
         out
     }
 
-    /// Loads saved entries; those naming shards this configuration lacks are skipped (their
-    /// clients get the new shard's `BAD_EVENT_QUEUE_ID` and re-register). Returns how many
-    /// were skipped.
-    pub fn restore(&self, saved: Vec<SavedQueue>, id: impl Fn(&str) -> Option<ShardId>) -> usize {
+    /// Dumps stripes `g, g + groups, ...` with a realm table of their own.
+    fn save_stripes(&self, g: usize, groups: usize, now: u32) -> SavedQueues {
+        let mut realms: HashMap<*const u8, u32> = HashMap::new();
+        let mut out = SavedQueues::default();
+        for stripe in self.stripes.iter().skip(g).step_by(groups) {
+            let s = stripe.lock().unwrap_or_else(|e| e.into_inner());
+            out.entries.reserve(s.len());
+            for (k, e) in s.iter() {
+                // Realms are shared `Arc<str>`s where they were restored together; otherwise
+                // equal names land in the table more than once and are merged by `save`.
+                let realm = *realms.entry(e.realm.as_ptr()).or_insert_with(|| {
+                    out.realms.push(e.realm.to_string());
+                    out.realms.len() as u32 - 1
+                });
+                out.entries.push((
+                    k.to_string(),
+                    e.shard as u16,
+                    e.home as u16,
+                    realm,
+                    now.saturating_sub(e.last_used),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Loads saved entries; those naming shards this configuration lacks (or idle past the
+    /// timeout) are skipped: their clients get the new shard's `BAD_EVENT_QUEUE_ID` and
+    /// re-register. Returns how many were skipped. Entries are grouped by stripe and each
+    /// stripe filled at once (capacity reserved), the stripes in parallel.
+    pub fn restore(&self, saved: SavedQueues, id: impl Fn(&str) -> Option<ShardId>) -> usize {
         let now = self.now();
+        let shard_ids: Vec<Option<ShardId>> = saved.shards.iter().map(|n| id(n)).collect();
+        let realms: Vec<Arc<str>> = saved.realms.iter().map(|r| Arc::from(r.as_str())).collect();
+        let limit = self.idle_timeout.as_secs() as u32;
         let mut skipped = 0;
-        for q in saved {
-            match (id(&q.shard), id(&q.home)) {
-                (Some(shard), Some(home)) if q.idle_secs < self.idle_timeout.as_secs() as u32 => {
-                    self.learn(&q.queue_id, shard, home, &q.realm);
-                    let mut stripe = self.stripe(&q.queue_id);
-                    if let Some(e) = stripe.get_mut(q.queue_id.as_str()) {
-                        e.last_used = now.saturating_sub(q.idle_secs);
-                    }
+        let mut by_stripe: Vec<Vec<(Box<str>, QueueEntry)>> =
+            (0..STRIPES).map(|_| Vec::new()).collect();
+        for (queue_id, shard, home, realm, idle) in saved.entries {
+            let resolve = |i: u16| shard_ids.get(i as usize).copied().flatten();
+            match (resolve(shard), resolve(home), realms.get(realm as usize)) {
+                (Some(shard), Some(home), Some(realm)) if idle < limit => {
+                    let stripe = self.stripe_index(&queue_id);
+                    by_stripe[stripe].push((
+                        queue_id.into_boxed_str(),
+                        QueueEntry {
+                            shard,
+                            home,
+                            realm: realm.clone(),
+                            last_used: now.saturating_sub(idle),
+                        },
+                    ));
                 }
                 _ => skipped += 1,
             }
         }
+        let groups = parallelism();
+        let added: usize = std::thread::scope(|scope| {
+            let mut buckets: Vec<Vec<StripeBatch>> = (0..groups).map(|_| Vec::new()).collect();
+            for (i, b) in by_stripe.into_iter().enumerate() {
+                buckets[i % groups].push((i, b));
+            }
+            let handles: Vec<_> = buckets
+                .into_iter()
+                .map(|group| {
+                    scope.spawn(move || {
+                        let mut added = 0;
+                        for (i, entries) in group {
+                            let mut s = self.stripes[i].lock().unwrap_or_else(|e| e.into_inner());
+                            s.reserve(entries.len());
+                            for (k, e) in entries {
+                                if s.insert(k, e).is_none() {
+                                    added += 1;
+                                }
+                            }
+                        }
+                        added
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("restore thread"))
+                .sum()
+        });
+        self.len.fetch_add(added, Ordering::Relaxed);
+        self.metrics.entries.set(self.len() as i64);
+        if self.len() > self.max_entries {
+            self.evict_idlest();
+        }
         skipped
     }
+}
+
+/// Threads for bulk work on the map: the machine's cores, at most the stripe count.
+fn parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, STRIPES)
 }
 
 #[cfg(test)]
@@ -323,12 +444,17 @@ mod tests {
         let names = vec!["a".to_string(), "b".to_string()];
         let saved = m.save(&names);
         assert_eq!(saved.len(), 2);
+        assert_eq!(
+            saved.realms,
+            vec!["r.example.com"],
+            "realm names are stored once"
+        );
         let n = map(100, 600);
         // The new configuration has only "a" (at a new index).
         let skipped = n.restore(saved, |name| (name == "a").then_some(5));
         assert_eq!(skipped, 1);
         assert_eq!(n.get("q1").map(|e| (e.shard, e.home)), Some((5, 5)));
         assert!(n.get("q2").is_none());
-        assert_eq!(n.save(&vec!["x".to_string(); 6])[0].idle_secs, 30);
+        assert_eq!(n.save(&vec!["x".to_string(); 6]).entries[0].4, 30);
     }
 }

@@ -108,9 +108,9 @@ async fn serve(
         // Hangs while validating the state, before accepting anything.
         std::future::pending::<()>().await;
     }
-    let refusal = match (&state, fail_at("refuse")) {
+    let refusal = match (state, fail_at("refuse")) {
         (_, true) => Some("refused on purpose (test switch)".to_string()),
-        (Some(env), false) => daemon.restore(env).err(),
+        (Some(env), false) => daemon.restore(*env).err(),
         (None, false) => daemon.first_read().await.err().map(|e| e.to_string()),
     };
     if let Some(why) = refusal {
