@@ -45,7 +45,8 @@ echo "$CONF" > "$WORK/kansas.toml"
 KPID=$!
 PIDS+=("$KPID")
 sleep 1
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# kansas run is a master; the work (and the memory) is in its worker: count both.
+rss() { local total=0 p; for p in "$1" $(pgrep -P "$1"); do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$total"; }
 IDLE=$(rss "$KPID")
 echo "kansas idle RSS: ${IDLE} KiB"
 

@@ -2,7 +2,8 @@
 # Side-by-side proxy cost: wrk against a trivial upstream directly, through nginx (upstream
 # keepalive, proxy_buffering off: Zulip's long-poll settings) and through kansas, interleaved
 # (A B C A B C ...) in one run. Prints requests/s and the proxy process's CPU microseconds per
-# request (utime+stime from /proc/PID/stat, all nginx processes summed), with keep-alive on and
+# request (utime+stime from /proc/PID/stat; all nginx processes summed, and the kansas master with
+# its worker), with keep-alive on and
 # off, and the ratio kansas / nginx.
 #
 #   bash benches/proxy.sh [ROUNDS] [SECONDS] [CONNECTIONS]     (defaults: 3 10 50)
@@ -116,6 +117,8 @@ ticks() {
   echo "$total"
 }
 nginx_pids() { echo "$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"; }
+# kansas run is a master; the work is done by its worker (a child process).
+kansas_pids() { echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')"; }
 HZ=$(getconf CLK_TCK)
 
 # run NAME PORT KEEPALIVE(on|off) -> appends "name ka rps cpu_us_per_req"
@@ -123,7 +126,7 @@ run() {
   local name=$1 port=$2 ka=$3 pids before after out rps reqs hdr=()
   case $name in
     nginx) pids=$(nginx_pids) ;;
-    kansas) pids=$KPID ;;
+    kansas) pids=$(kansas_pids) ;;
     *) pids="" ;;
   esac
   [ "$ka" = off ] && hdr=(-H "Connection: close")
