@@ -3,28 +3,16 @@
 //!
 //! `cargo bench --bench queues`
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
+use common::uuid;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kansas::queues::{QueueMap, QueueMetrics};
 
 const ENTRIES: usize = 100_000;
-
-fn uuid(i: usize) -> String {
-    let h = format!(
-        "{:032x}",
-        (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
-    );
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -119,6 +119,31 @@ async fn two_upstreams() -> (Upstream, Upstream, String, String) {
     (a, b, shards, realm)
 }
 
+/// A migrated database, two upstreams `a` and `b`, and kansas following the database; `realm`
+/// hashes to `a`.
+struct Running {
+    db: TestDb,
+    cli: Cli,
+    k: Kansas,
+    realm: String,
+    _upstreams: (Upstream, Upstream),
+}
+
+async fn migrated_kansas() -> Running {
+    let db = TestDb::new();
+    let (a, b, shards, realm) = two_upstreams().await;
+    let cli = Cli::new(&shards, &db.url);
+    cli.ok(&["db", "migrate"]);
+    let k = Kansas::start(&format!("[database]\nurl = \"{}\"\n{shards}", db.url));
+    Running {
+        db,
+        cli,
+        k,
+        realm,
+        _upstreams: (a, b),
+    }
+}
+
 #[test]
 fn migrations_are_idempotent_and_run_refuses_an_unready_schema() {
     let db = TestDb::new();
@@ -149,11 +174,8 @@ fn migrations_are_idempotent_and_run_refuses_an_unready_schema() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_assignment_reaches_routing_within_a_second() {
-    let db = TestDb::new();
-    let (_a, _b, shards, realm) = two_upstreams().await;
-    let cli = Cli::new(&shards, &db.url);
-    cli.ok(&["db", "migrate"]);
-    let k = Kansas::start(&format!("[database]\nurl = \"{}\"\n{shards}", db.url));
+    let run = migrated_kansas().await;
+    let (cli, k, realm) = (&run.cli, &run.k, run.realm.clone());
     assert_eq!(shard_of(k.proxy, &realm).await, "a");
     let out = cli.ok(&["assign", &realm, "b", "--note", "move for the test"]);
     assert!(out.contains(&format!("{realm} -> b")), "{out}");
@@ -424,11 +446,8 @@ fn drain_steps_down_and_resumes_after_an_interruption() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_for_unknown_shards_are_ignored_and_counted() {
-    let db = TestDb::new();
-    let (_a, _b, shards, realm) = two_upstreams().await;
-    let cli = Cli::new(&shards, &db.url);
-    cli.ok(&["db", "migrate"]);
-    let k = Kansas::start(&format!("[database]\nurl = \"{}\"\n{shards}", db.url));
+    let run = migrated_kansas().await;
+    let (db, k, realm) = (&run.db, &run.k, run.realm.clone());
     run_sql(
         &db.url,
         &format!(

@@ -51,6 +51,19 @@ fn assert_clean(out: &Output, report: &serde_json::Value) {
     assert!(summary.contains("result:   PASS"), "{summary}");
 }
 
+/// `n` fake shards (2 s heartbeats) and their `[[shards]]` config as s0, s1, ...
+fn fakes(n: usize) -> (Vec<Fake>, String) {
+    let fakes: Vec<Fake> = (0..n)
+        .map(|_| Fake::start(&["--heartbeat-secs", "2"]))
+        .collect();
+    let config = fakes
+        .iter()
+        .enumerate()
+        .map(|(i, f)| shard(&format!("s{i}"), f.addr))
+        .collect();
+    (fakes, config)
+}
+
 const ARGS: &[&str] = &[
     "--clients",
     "200",
@@ -71,14 +84,7 @@ fn direct_to_a_fake_shard() {
 
 #[test]
 fn through_kansas_with_three_shards() {
-    let fakes: Vec<Fake> = (0..3)
-        .map(|_| Fake::start(&["--heartbeat-secs", "2"]))
-        .collect();
-    let config: String = fakes
-        .iter()
-        .enumerate()
-        .map(|(i, f)| shard(&format!("s{i}"), f.addr))
-        .collect();
+    let (fakes, config) = fakes(3);
     let k = Kansas::start(&config);
     let addrs: Vec<SocketAddr> = fakes.iter().map(|f| f.addr).collect();
     let (out, report) = load(k.proxy, &addrs, ARGS);
@@ -98,14 +104,7 @@ fn through_kansas_with_three_shards() {
 /// Runs 100 clients through kansas (with `extra_config`) over two shards, one of which is
 /// killed for good after 3 s; returns the exit status, summary and report.
 fn run_with_a_dead_shard(extra_config: &str) -> (Option<i32>, String, serde_json::Value) {
-    let mut fakes: Vec<Fake> = (0..2)
-        .map(|_| Fake::start(&["--heartbeat-secs", "2"]))
-        .collect();
-    let config: String = fakes
-        .iter()
-        .enumerate()
-        .map(|(i, f)| shard(&format!("s{i}"), f.addr))
-        .collect();
+    let (mut fakes, config) = fakes(2);
     let k = Kansas::start(&format!("{extra_config}{config}"));
     let addrs: Vec<SocketAddr> = fakes.iter().map(|f| f.addr).collect();
     let victim = fakes.remove(1);

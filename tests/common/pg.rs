@@ -236,11 +236,4 @@ fn run_sql_here(url: &str, sql: &str) {
     });
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::fake::free_port;
