@@ -57,6 +57,7 @@ pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i3
         }
     };
     crate::logging::init(config.log.format, &config.log.level);
+    warn_if_moved(&config, &proxy_listener, &admin_listener);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,6 +80,28 @@ pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i3
         Err(e) => {
             tracing::error!(generation, error = format!("{e:#}"), "worker failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The listeners are the master's, bound at its start: a changed listen address in the
+/// configuration takes a full restart, which the operator should hear about.
+fn warn_if_moved(
+    config: &crate::config::Config,
+    proxy: &std::net::TcpListener,
+    admin: &std::net::TcpListener,
+) {
+    for (key, wanted, socket) in [
+        ("proxy.listen", config.proxy.listen, proxy),
+        ("admin.listen", config.admin_listen, admin),
+    ] {
+        let Ok(have) = socket.local_addr() else {
+            continue;
+        };
+        let differs =
+            wanted.ip() != have.ip() || (wanted.port() != 0 && wanted.port() != have.port());
+        if differs {
+            tracing::warn!(key, configured = %wanted, listening = %have, "the configured address differs from the master's listener: restart kansas (not an upgrade) to move it");
         }
     }
 }
