@@ -174,10 +174,10 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     loop {
         let deadline = m.pending.as_ref().map(|p| p.deadline);
         tokio::select! {
-            _ = usr1.recv() => m.upgrade(),
+            _ = usr1.recv() => m.upgrade().await,
             _ = term.recv() => return Ok(m.stop("SIGTERM", &mut rx, &mut term, &mut int).await),
             _ = int.recv() => return Ok(m.stop("SIGINT", &mut rx, &mut term, &mut int).await),
-            _ = sleep_until(deadline) => m.timed_out(),
+            _ = sleep_until(deadline) => m.timed_out().await,
             Some(event) = rx.recv() => {
                 if let Some(code) = m.handle(event).await {
                     return Ok(code);
@@ -249,7 +249,7 @@ impl Master {
     }
 
     /// SIGUSR1.
-    fn upgrade(&mut self) {
+    async fn upgrade(&mut self) {
         if self.pending.is_some() || self.active.is_none() {
             tracing::warn!("SIGUSR1 refused: an upgrade or start is already under way");
             return;
@@ -260,17 +260,17 @@ impl Master {
         );
         notify(&[sd_notify::NotifyState::Reloading]);
         if let Err(e) = self.spawn(true) {
-            self.rollback("spawn", &format!("{e:#}"));
+            self.rollback("spawn", &format!("{e:#}")).await;
         }
     }
 
-    fn timed_out(&mut self) {
+    async fn timed_out(&mut self) {
         let step = self.pending.as_ref().map_or("?", |p| p.step.name());
-        self.rollback(step, "timed out");
+        self.rollback(step, "timed out").await;
     }
 
     /// Kills the pending worker; the active one keeps serving.
-    fn rollback(&mut self, step: &str, why: &str) {
+    async fn rollback(&mut self, step: &str, why: &str) {
         if let Some(p) = self.pending.take() {
             p.worker.kill();
             if p.upgrade {
@@ -294,16 +294,15 @@ impl Master {
             None => self.stats.rollbacks.push((step.to_string(), 1)),
         }
         notify(&[sd_notify::NotifyState::Ready]);
-        self.push_stats();
+        self.push_stats().await;
     }
 
-    fn push_stats(&mut self) {
-        let stats = self.stats.clone();
+    /// Tells the active worker the master's counters (a whole frame: a partial one would
+    /// corrupt the control stream).
+    async fn push_stats(&mut self) {
+        let msg = ToWorker::Stats(self.stats.clone());
         if let Some(a) = &mut self.active {
-            let msg = ToWorker::Stats(stats);
-            let tx = &mut a.tx;
-            // Best effort, without blocking the event loop on a slow worker.
-            let _ = futures_util::FutureExt::now_or_never(write_frame(tx, &msg));
+            a.send(&msg).await;
         }
     }
 
@@ -377,7 +376,7 @@ impl Master {
                 self.active = Some(p.worker);
                 self.booted = true;
                 notify(&[sd_notify::NotifyState::Ready]);
-                self.push_stats();
+                self.push_stats().await;
             }
             ToMaster::Refused { why } if pending_gen == Some(generation) => {
                 let step = self.pending.as_ref().map_or("start", |p| p.step.name());
@@ -390,7 +389,7 @@ impl Master {
                     }
                     return Some(ExitCode::from(2));
                 }
-                self.rollback(step, &format!("refused: {why}"));
+                self.rollback(step, &format!("refused: {why}")).await;
             }
             other => tracing::debug!(generation, ?other, "unexpected message"),
         }
@@ -408,7 +407,8 @@ impl Master {
             .is_some_and(|p| p.worker.generation == generation)
         {
             let step = self.pending.as_ref().map_or("?", |p| p.step.name());
-            self.rollback(step, &format!("worker exited ({status})"));
+            self.rollback(step, &format!("worker exited ({status})"))
+                .await;
             if self.active.is_none() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let _ = self.spawn(false);
