@@ -300,27 +300,40 @@ fn a_failing_or_hanging_new_worker_is_rolled_back() {
 #[test]
 fn a_second_sigusr1_during_an_upgrade_is_refused() {
     let fake = Fake::start(&[]);
-    let k = Kansas::start(&shard("s0", fake.addr));
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    let k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = 3\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
     k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
         .unwrap();
+    // Hold the upgrade open (its new worker hangs), so the second signal surely lands during
+    // it: two SIGUSR1s sent back to back may be merged by the kernel into one.
+    std::fs::write(&fail_file, "hang").unwrap();
     k.signal(10);
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "SIGUSR1: upgrading"
+    })
+    .unwrap();
     k.signal(10);
-    upgrade_wait(&k, 1);
     assert!(k
         .wait_log(Duration::from_secs(5), |l| l["message"]
             .as_str()
             .is_some_and(|m| m.starts_with("SIGUSR1 refused")))
         .is_some());
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "upgrade rolled back: the old worker keeps serving"
+    })
+    .expect("the hanging upgrade is rolled back");
+    assert_eq!(active_upgrades(&k), 0, "the refused signal started nothing");
+    std::fs::remove_file(&fail_file).unwrap();
+    upgrade(&k, 1);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(active_upgrades(&k), 1);
-}
-
-fn upgrade_wait(k: &Kansas, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while active_upgrades(k) < n {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
