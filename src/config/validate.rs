@@ -64,8 +64,9 @@ fn valid_shard_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// `host:port` with a DNS name or IP address and a port 1–65535.
+/// `host:port` with a DNS name or IP address and a port 1–65535 (and so a valid URI authority).
 fn parse_upstream(address: &str) -> Option<u16> {
+    http::uri::Authority::try_from(address).ok()?;
     if let Ok(sa) = address.parse::<SocketAddr>() {
         return (sa.port() != 0).then_some(sa.port());
     }

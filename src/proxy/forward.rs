@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Empty, Full, Limited};
@@ -52,8 +53,12 @@ pub async fn forward(
     if body.size_hint().exact().is_some_and(|len| len > limit) {
         return Err(ProxyError::BodyTooLarge);
     }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = upstream_uri(proxy, route.target, path_and_query)?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = upstream_uri(proxy, route.target, path_and_query);
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
@@ -95,13 +100,13 @@ fn is_registration(uri: &Uri) -> bool {
             .any(|(k, v)| k == "dont_block" && v == "true")
 }
 
-fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: &str) -> Result<Uri, ProxyError> {
-    Uri::try_from(format!(
-        "http://{}{}",
-        proxy.shard_address(shard),
-        path_and_query
-    ))
-    .map_err(|_| ProxyError::BadRequest)
+/// The shard's URI for a request target: built from parts, nothing parsed again.
+fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(proxy.shard_authority(shard).clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).expect("scheme, authority and path make a valid URI")
 }
 
 /// One try: the request to the shard, with the response-head deadline.
@@ -207,7 +212,8 @@ fn redirect_target(
         );
         return Err(ProxyError::RedirectUnknownPort);
     };
-    Ok((target, upstream_uri(proxy, target, path)?))
+    let path = PathAndQuery::try_from(path).map_err(|_| bad("not a valid path"))?;
+    Ok((target, upstream_uri(proxy, target, path)))
 }
 
 /// Teaches the queue map from a GET's answer: a success for a queue (or a registration's new
@@ -269,7 +275,8 @@ pub fn reload(
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("queue_id", queue_id)
         .finish();
-    if let Ok(uri) = upstream_uri(proxy, old, &format!("{}?{query}", parts.uri.path())) {
+    if let Ok(path) = PathAndQuery::try_from(format!("{}?{query}", parts.uri.path())) {
+        let uri = upstream_uri(proxy, old, path);
         let mut delete = Request::new(Either::Right(Empty::new()));
         *delete.method_mut() = Method::DELETE;
         *delete.uri_mut() = uri;

@@ -122,7 +122,7 @@ pub async fn handle(
         }
     };
     tracing::info!(
-        target: "kansas::access",
+        target: crate::logging::ACCESS_TARGET,
         method = %method,
         path = %path,
         realm = realm.as_deref().unwrap_or("-"),

@@ -34,8 +34,8 @@ pub struct Limits {
 pub struct Proxy {
     /// The routing snapshot, swapped atomically when routing changes.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Shard addresses and names by id, fixed for the life of the process.
-    shards: Vec<(String, String)>,
+    /// Shard names and URI authorities by id, fixed for the life of the process.
+    shards: Vec<(String, http::uri::Authority)>,
     pub client: UpstreamClient,
     pub metrics: Arc<Metrics>,
     pub timeouts: Timeouts,
@@ -59,7 +59,11 @@ impl Proxy {
             .routing
             .shards()
             .iter()
-            .map(|s| (s.name.clone(), s.address.clone()))
+            .map(|s| {
+                let authority = http::uri::Authority::try_from(s.address.as_str())
+                    .expect("validated shard addresses are URI authorities");
+                (s.name.clone(), authority)
+            })
             .collect();
         let parks = config
             .routing
@@ -127,7 +131,8 @@ impl Proxy {
         &self.shards[id].0
     }
 
-    pub fn shard_address(&self, id: ShardId) -> &str {
+    /// The shard's `host:port`, ready for an upstream URI.
+    pub fn shard_authority(&self, id: ShardId) -> &http::uri::Authority {
         &self.shards[id].1
     }
 }
