@@ -117,6 +117,7 @@ async fn serve(
     let (mut rx, mut tx) = tokio::net::UnixStream::from_std(control)?.into_split();
     let mut daemon = Daemon::new(config);
     if fail_at("before-ready") {
+        crate::logging::flush();
         std::process::exit(3);
     }
     write_frame(&mut tx, &ToMaster::Ready).await?;
@@ -125,6 +126,7 @@ async fn serve(
         anyhow::bail!("the master went away before starting this worker");
     };
     if fail_at("crash-at-start") {
+        crate::logging::flush();
         std::process::exit(4);
     }
     if fail_at("hang") {

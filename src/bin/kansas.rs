@@ -1,5 +1,8 @@
 //! The `kansas` binary: everything is in `kansas::cli`.
 
 fn main() -> std::process::ExitCode {
-    kansas::cli::main()
+    let code = kansas::cli::main();
+    // Access lines are batched; write out the last of them.
+    kansas::logging::flush();
+    code
 }
