@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Side-by-side proxy cost: wrk against a trivial upstream directly, through nginx (upstream
-# keepalive, proxy_buffering off: Zulip's long-poll settings) and through kansas, interleaved
-# (A B C A B C ...) in one run. Prints requests/s and the proxy process's CPU microseconds per
-# request (utime+stime from /proc/PID/stat; all nginx processes summed, and the kansas master with
-# its worker), with keep-alive on and
-# off, and the ratio kansas / nginx.
+# kansas against nginx on nginx's own ground, in one run on this machine. Three parts:
 #
-#   bash benches/proxy.sh [ROUNDS] [SECONDS] [CONNECTIONS]     (defaults: 3 10 50)
+# 1. Short requests: wrk against a trivial upstream directly, through nginx (upstream keepalive,
+#    proxy_buffering off: Zulip's settings) and through kansas, interleaved (A B C A B C ...),
+#    keep-alive on and off. Requests/s and the proxy's CPU microseconds per request
+#    (utime+stime from /proc/PID/stat: nginx master and workers, kansas master and worker).
+# 2. Latency at a fixed rate, half of nginx's keep-alive maximum from part 1 (open loop: oha
+#    with --latency-correction), interleaved: p50 and p99 added over direct.
+# 3. Long-polls: LONGPOLLS kansas-load clients held through nginx, then through kansas, against
+#    one fake-tornado shard: (RSS under load - idle RSS) / in-flight long-polls, and RSS after
+#    the clients leave.
 #
-# Installs nginx and wrk with apt-get when missing. Everything listens on 127.0.0.1 only.
+#   bash benches/proxy.sh [ROUNDS] [SECONDS] [CONNECTIONS] [LONGPOLLS] [LONGPOLL_DURATION]
+#   (defaults: 3 10 50 4000 40s)
+#
+# Installs nginx and wrk (apt-get) and oha (cargo install, into target/bench-tools) when
+# missing. Everything listens on 127.0.0.1 only. Each waiting long-poll costs a proxy two
+# descriptors, so the open-file limit (ulimit -n) caps LONGPOLLS (about 9,000 at 20,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-10}
 CONNS=${3:-50}
-UP_PORT=${UP_PORT:-18080}
-NGINX_PORT=${NGINX_PORT:-18081}
-KANSAS_PORT=${KANSAS_PORT:-18082}
-KANSAS_ADMIN=${KANSAS_ADMIN:-18083}
+LONGPOLLS=${4:-4000}
+LP_DURATION=${5:-40s}
+BASE=${BASE_PORT:-18080}
+UP_PORT=$BASE
+NGINX_PORT=$((BASE + 1))
+KANSAS_PORT=$((BASE + 2))
+KANSAS_ADMIN=$((BASE + 3))
+FAKE_PORT=$((BASE + 4))
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
@@ -26,23 +38,78 @@ if ! need nginx || ! need wrk; then
     || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk) >&2
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+OHA=$(command -v oha || echo target/bench-tools/bin/oha)
+if [ ! -x "$OHA" ]; then
+  echo "installing oha into target/bench-tools (a few minutes)..." >&2
+  cargo install oha --locked --version 1.16.0 --root target/bench-tools --quiet >&2
+fi
 
-cargo build --release --quiet --bin kansas
-KANSAS=target/release/kansas
+cargo build --release --quiet --bins
+BIN=target/release
 
 WORK=$(mktemp -d /tmp/kansas-bench.XXXXXX)
 PIDS=()
+NGINX_PREFIXES=()
+stop_nginx() { "$NGINX" -p "$1" -c "$1/nginx.conf" -s stop 2>/dev/null || true; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  "$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null || true
-  "$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf" -s stop 2>/dev/null || true
+  for n in "${NGINX_PREFIXES[@]}"; do stop_nginx "$n"; done
   sleep 0.5
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-mkdir -p "$WORK/up/logs" "$WORK/px/logs"
+# nginx_conf DIR PORT UPSTREAM ACCESS_LOG(on|off) -> an nginx proxying PORT to UPSTREAM with
+# Zulip's long-poll settings (puppet/zulip/files/nginx/zulip-include-common/proxy_longpolling).
+nginx_proxy_conf() {
+  local dir=$1 port=$2 upstream=$3
+  mkdir -p "$dir/logs"
+  cat > "$dir/nginx.conf" <<CONF
+worker_processes auto;
+worker_rlimit_nofile 20000;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 20000; }
+http {
+  access_log logs/access.log;
+  keepalive_requests 1000000;
+  upstream shard { server $upstream; keepalive 10000; }
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location / {
+      proxy_pass http://shard;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Request-Id \$request_id;
+      proxy_buffering off;
+      proxy_read_timeout 1200;
+      proxy_next_upstream off;
+    }
+  }
+}
+CONF
+}
+
+# kansas_conf FILE PORT ADMIN UPSTREAM
+kansas_conf() {
+  cat > "$1" <<CONF
+[proxy]
+listen = "127.0.0.1:$2"
+[admin]
+listen = "127.0.0.1:$3"
+[log]
+format = "text"
+level = "info"
+[[shards]]
+name = "upstream"
+address = "$4"
+CONF
+}
+
 # The trivial upstream: an empty Zulip events answer.
+mkdir -p "$WORK/up/logs"
 cat > "$WORK/up/nginx.conf" <<CONF
 worker_processes 1;
 error_log logs/error.log warn;
@@ -60,54 +127,17 @@ http {
   }
 }
 CONF
-# nginx as the proxy, with Zulip's long-poll settings.
-cat > "$WORK/px/nginx.conf" <<CONF
-worker_processes auto;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log logs/access.log;
-  keepalive_requests 1000000;
-  upstream shard { server 127.0.0.1:$UP_PORT; keepalive 10000; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT backlog=4096;
-    location / {
-      proxy_pass http://shard;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Request-Id \$request_id;
-      proxy_buffering off;
-      proxy_read_timeout 1200;
-      proxy_next_upstream off;
-    }
-  }
-}
-CONF
-cat > "$WORK/kansas.toml" <<CONF
-[proxy]
-listen = "127.0.0.1:$KANSAS_PORT"
-[admin]
-listen = "127.0.0.1:$KANSAS_ADMIN"
-[log]
-format = "text"
-level = "info"
-[[shards]]
-name = "upstream"
-address = "127.0.0.1:$UP_PORT"
-CONF
+nginx_proxy_conf "$WORK/px" "$NGINX_PORT" "127.0.0.1:$UP_PORT"
+kansas_conf "$WORK/kansas.toml" "$KANSAS_PORT" "$KANSAS_ADMIN" "127.0.0.1:$UP_PORT"
 
-"$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf"
-"$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf"
-"$KANSAS" run --config "$WORK/kansas.toml" > "$WORK/kansas.log" 2>&1 &
+"$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf"; NGINX_PREFIXES+=("$WORK/up")
+"$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf"; NGINX_PREFIXES+=("$WORK/px")
+"$BIN/kansas" run --config "$WORK/kansas.toml" > "$WORK/kansas.log" 2>&1 &
 KPID=$!
 PIDS+=("$KPID")
 sleep 1
-NGINX_MASTER=$(cat "$WORK/px/logs/nginx.pid")
 
-# CPU ticks (utime+stime) of a process and its children processes (nginx workers).
+# CPU ticks (utime+stime) of processes.
 ticks() {
   local total=0 p
   for p in "$@"; do
@@ -116,58 +146,156 @@ ticks() {
   done
   echo "$total"
 }
-nginx_pids() { echo "$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"; }
+# RSS in KiB of processes.
+rss() {
+  local total=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/status" ] || continue
+    total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status")))
+  done
+  echo "$total"
+}
+nginx_all() { local m; m=$(cat "$1/logs/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; }
+nginx_workers() { pgrep -P "$(cat "$1/logs/nginx.pid")" | tr '\n' ' '; }
 # kansas run is a master; the work is done by its worker (a child process).
-kansas_pids() { echo "$KPID $(pgrep -P "$KPID" | tr '\n' ' ')"; }
+kansas_all() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 HZ=$(getconf CLK_TCK)
-
-# run NAME PORT KEEPALIVE(on|off) -> appends "name ka rps cpu_us_per_req"
-run() {
-  local name=$1 port=$2 ka=$3 pids before after out rps reqs hdr=()
-  case $name in
-    nginx) pids=$(nginx_pids) ;;
-    kansas) pids=$(kansas_pids) ;;
-    *) pids="" ;;
+URL_PATH="/json/events?queue_id=q&last_event_id=1"
+pids_of() {
+  case $1 in
+    nginx) nginx_all "$WORK/px" ;;
+    kansas) kansas_all "$KPID" ;;
+    *) echo "" ;;
   esac
+}
+port_of() {
+  case $1 in
+    direct) echo "$UP_PORT" ;;
+    nginx) echo "$NGINX_PORT" ;;
+    kansas) echo "$KANSAS_PORT" ;;
+  esac
+}
+
+# short NAME KEEPALIVE(on|off) -> "short name ka rps cpu_us_per_req errors"
+short() {
+  local name=$1 ka=$2 pids before after out rps reqs errs us="-" hdr=()
+  pids=$(pids_of "$name")
   [ "$ka" = off ] && hdr=(-H "Connection: close")
   before=$(ticks $pids)
   out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Host: realm.example.com" "${hdr[@]}" \
-        "http://127.0.0.1:$port/json/events?queue_id=q&last_event_id=1")
+        "http://127.0.0.1:$(port_of "$name")$URL_PATH")
   after=$(ticks $pids)
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  local errs
   errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
-  local us="-"
   if [ -n "$pids" ] && [ "${reqs:-0}" -gt 0 ]; then
     us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
   fi
-  printf '%-7s keepalive=%-3s %10s req/s  %8s us CPU/req  %s\n' "$name" "$ka" "$rps" "$us" "$errs"
-  echo "$name $ka $rps $us" >> "$WORK/results"
+  printf '  %-7s keepalive=%-3s %10s req/s  %8s us CPU/req  %s\n' "$name" "$ka" "$rps" "$us" "$errs"
+  echo "short $name $ka $rps $us" >> "$WORK/results"
 }
 
-echo "machine: $(nproc) cores, $(uname -r); nginx $("$NGINX" -v 2>&1 | cut -d/ -f2); kansas $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-echo "wrk -t2 -c$CONNS -d${SECS}s, $ROUNDS interleaved rounds"
+# fixed NAME RATE -> "fixed name p50_ms p99_ms success"
+fixed() {
+  local name=$1 rate=$2
+  "$OHA" -z "${SECS}s" -q "$rate" --latency-correction -c "$CONNS" --no-tui --output-format json \
+    -H "Host: realm.example.com" "http://127.0.0.1:$(port_of "$name")$URL_PATH" > "$WORK/oha.json"
+  python3 - "$name" "$WORK/oha.json" >> "$WORK/results" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[2]))
+p = d["latencyPercentiles"]
+print("fixed", sys.argv[1], p["p50"] * 1000, p["p99"] * 1000, d["summary"]["successRate"])
+PY
+  tail -1 "$WORK/results" | awk '{printf "  %-7s p50 %.3f ms  p99 %.3f ms  success %.4f\n", $2, $3, $4, $5}'
+}
+
+echo "machine: $(nproc) cores, $(uname -r); nginx $("$NGINX" -v 2>&1 | cut -d/ -f2); kansas $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%FT%TZ)"
+echo
+echo "1. short requests: wrk -t2 -c$CONNS -d${SECS}s, $ROUNDS interleaved rounds"
 for ka in on off; do
   for r in $(seq "$ROUNDS"); do
-    run direct "$UP_PORT" "$ka"
-    run nginx "$NGINX_PORT" "$ka"
-    run kansas "$KANSAS_PORT" "$ka"
+    for name in direct nginx kansas; do short "$name" "$ka"; done
   done
 done
+RATE=$(awk '$1 == "short" && $2 == "nginx" && $3 == "on" { s += $4; n++ } END { printf "%d", s / n / 2 }' "$WORK/results")
 
 echo
-echo "summary (mean over rounds)"
+echo "2. latency at a fixed $RATE req/s (half of nginx's keep-alive maximum): oha -c$CONNS -z${SECS}s --latency-correction, $ROUNDS interleaved rounds"
+for r in $(seq "$ROUNDS"); do
+  for name in direct nginx kansas; do fixed "$name" "$RATE"; done
+done
+
+# Part 3 runs on fresh proxies, so idle RSS is a clean start.
+kill "$KPID"; wait "$KPID" 2>/dev/null || true
+stop_nginx "$WORK/px"
+sleep 0.5
+
+echo
+echo "3. long-polls: $LONGPOLLS kansas-load clients for $LP_DURATION through each proxy, one fake-tornado shard"
+"$BIN/fake-tornado" --listen "127.0.0.1:$FAKE_PORT" --log-level warn > "$WORK/fake.log" 2>&1 &
+PIDS+=($!)
+sleep 0.5
+# longpoll NAME PORT PIDS_FN -> "longpoll name idle loaded after inflight status"
+longpoll() {
+  local name=$1 port=$2 pidsfn=$3 idle loaded after lpid status secs
+  idle=$(rss $($pidsfn))
+  "$BIN/kansas-load" --target "http://127.0.0.1:$port" --shards "127.0.0.1:$FAKE_PORT" \
+    --clients "$LONGPOLLS" --realms 200 --duration "$LP_DURATION" --publish-rate 20/s \
+    --json "$WORK/load-$name.json" --quiet > "$WORK/load-$name.out" 2>&1 &
+  lpid=$!
+  # Sample while every client is registered and waiting: the middle of the run.
+  secs=$(awk -v d="$LP_DURATION" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }')
+  sleep $((secs / 2 + 5))
+  loaded=$(rss $($pidsfn))
+  # Waiting long-polls: the proxy's established connections to the shard.
+  local inflight
+  inflight=$(ss -Htn state established "( dport = :$FAKE_PORT )" | wc -l)
+  set +e
+  wait "$lpid"
+  status=$?
+  set -e
+  sleep 5
+  after=$(rss $($pidsfn))
+  echo "longpoll $name $idle $loaded $after $inflight $status" >> "$WORK/results"
+  awk -v n="$name" -v i="$idle" -v l="$loaded" -v a="$after" -v f="$inflight" -v s="$status" 'BEGIN {
+    printf "  %-7s RSS idle %d KiB, under load %d KiB with %d long-polls waiting (%.2f KB each), %d KiB 5 s after they left; kansas-load exit %d\n",
+      n, i, l, f, (l - i) * 1.024 / f, a, s }'
+  grep -E "lost|errors" "$WORK/load-$name.out" | sed 's/^/    /' | head -4
+}
+nginx_proxy_conf "$WORK/lpn" "$NGINX_PORT" "127.0.0.1:$FAKE_PORT"
+"$NGINX" -p "$WORK/lpn" -c "$WORK/lpn/nginx.conf"; NGINX_PREFIXES+=("$WORK/lpn")
+sleep 0.5
+lp_nginx() { nginx_workers "$WORK/lpn"; }
+longpoll nginx "$NGINX_PORT" lp_nginx
+stop_nginx "$WORK/lpn"
+kansas_conf "$WORK/kansas-lp.toml" "$KANSAS_PORT" "$KANSAS_ADMIN" "127.0.0.1:$FAKE_PORT"
+sed -i 's/level = "info"/level = "warn"/' "$WORK/kansas-lp.toml"
+"$BIN/kansas" run --config "$WORK/kansas-lp.toml" > "$WORK/kansas-lp.log" 2>&1 &
+KPID=$!
+PIDS+=("$KPID")
+sleep 1
+lp_kansas() { kansas_all "$KPID"; }
+longpoll kansas "$KANSAS_PORT" lp_kansas
+
+echo
+echo "summary"
 awk '
-  { key=$1" "$2; rps[key]+=$3; n[key]++; if ($4 != "-") { us[key]+=$4 } }
+  $1 == "short" { k = $2 " " $3; rps[k] += $4; n[k]++; if ($5 != "-") us[k] += $5 }
+  $1 == "fixed" { k = $2; p50[k] += $3; p99[k] += $4; m[k]++ }
+  $1 == "longpoll" { per[$2] = ($4 - $3) * 1.024 / $6; after[$2] = $5; idle[$2] = $3 }
   END {
-    for (ka in set) {}
     split("on off", kas, " ")
     for (i = 1; i <= 2; i++) {
       k = kas[i]
-      d = rps["direct " k] / n["direct " k]
-      ng = rps["nginx " k] / n["nginx " k]; ngu = us["nginx " k] / n["nginx " k]
-      ks = rps["kansas " k] / n["kansas " k]; ksu = us["kansas " k] / n["kansas " k]
-      printf "keepalive=%-3s direct %9.0f req/s | nginx %9.0f req/s %6.2f us/req | kansas %9.0f req/s %6.2f us/req | kansas/nginx CPU %.2f\n", k, d, ng, ngu, ks, ksu, ksu / ngu
+      ng = us["nginx " k] / n["nginx " k]; ks = us["kansas " k] / n["kansas " k]
+      printf "short, keep-alive %-3s: req/s direct %.0f, nginx %.0f, kansas %.0f; CPU us/request nginx %.2f, kansas %.2f: kansas/nginx %.2f (goal <= 0.90)\n",
+        k, rps["direct " k] / n["direct " k], rps["nginx " k] / n["nginx " k], rps["kansas " k] / n["kansas " k], ng, ks, ks / ng
     }
+    d50 = p50["direct"] / m["direct"]; d99 = p99["direct"] / m["direct"]
+    n50 = p50["nginx"] / m["nginx"] - d50; n99 = p99["nginx"] / m["nginx"] - d99
+    k50 = p50["kansas"] / m["kansas"] - d50; k99 = p99["kansas"] / m["kansas"] - d99
+    printf "fixed rate: direct p50 %.3f ms p99 %.3f ms; added p50 nginx %.3f ms, kansas %.3f ms; added p99 nginx %.3f ms, kansas %.3f ms (goal: kansas <= nginx)\n",
+      d50, d99, n50, k50, n99, k99
+    printf "long-polls: KB per waiting long-poll nginx workers %.2f, kansas %.2f (goal <= 8); RSS after clients left: nginx %d KiB (idle %d), kansas %d KiB (idle %d)\n",
+      per["nginx"], per["kansas"], after["nginx"], idle["nginx"], after["kansas"], idle["kansas"]
   }' "$WORK/results"

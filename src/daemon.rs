@@ -114,9 +114,7 @@ impl Daemon {
         admin_listener: StdListener,
         stop: impl Future<Output = ()>,
     ) -> anyhow::Result<bool> {
-        proxy_listener.set_nonblocking(true)?;
         admin_listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(proxy_listener)?;
         let admin = tokio::net::TcpListener::from_std(admin_listener)?;
         if let Some(f) = self.follower.take() {
             tokio::spawn(f.run());
@@ -142,7 +140,7 @@ impl Daemon {
             stop.await;
             stopping.cancel();
         };
-        let drained = proxy::serve(listener, self.proxy.clone(), limits, stop).await;
+        let drained = proxy::serve(proxy_listener, self.proxy.clone(), limits, stop).await?;
         admin_task.abort();
         Ok(drained)
     }

@@ -58,7 +58,9 @@ pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i3
     };
     crate::logging::init(config.log.format, &config.log.level);
     warn_if_moved(&config, &proxy_listener, &admin_listener);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Control, admin, database follower and parking: light work on one thread. Requests are
+    // served by the serving threads (see `proxy::serve`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

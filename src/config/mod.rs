@@ -40,6 +40,8 @@ pub struct Config {
 pub struct ProxyConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Serving threads, each with its own event loop and shard connections (0: one per CPU).
+    pub threads: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
 }

@@ -29,6 +29,7 @@ pub struct RawConfig {
 pub struct RawProxy {
     pub listen: Option<String>,
     pub max_connections: Option<i64>,
+    pub threads: Option<i64>,
     pub max_header_bytes: Option<i64>,
     pub max_body_bytes: Option<i64>,
 }

@@ -279,6 +279,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             1,
             10_000_000,
         ) as usize,
+        threads: p.count("proxy.threads", proxy_raw.threads, 0, 0, 1024) as usize,
         max_header_bytes: p.count(
             "proxy.max_header_bytes",
             proxy_raw.max_header_bytes,

@@ -117,7 +117,7 @@ async fn attempt(
 ) -> Result<Response<ClientBody>, ProxyError> {
     let sent = tokio::time::timeout(
         proxy.timeouts.upstream_response,
-        proxy.client.request(upstream),
+        proxy.client().request(upstream),
     );
     let resp = match sent.await {
         Err(_elapsed) => return Err(ProxyError::UpstreamTimeout),

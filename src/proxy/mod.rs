@@ -9,6 +9,7 @@ pub mod headers;
 mod server;
 mod upstream;
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -24,6 +25,16 @@ pub use handler::{handle, ClientBody};
 pub use server::{bind, serve, ServerLimits};
 pub use upstream::{classify, client, UpstreamClient};
 
+thread_local! {
+    /// Which serving thread this is (0 on any other thread).
+    static SERVING_THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as serving thread `index`.
+fn set_serving_thread(index: usize) {
+    SERVING_THREAD.with(|t| t.set(index));
+}
+
 /// Request limits applied by the handler.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -36,7 +47,10 @@ pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Shard names and URI authorities by id, fixed for the life of the process.
     shards: Vec<(String, http::uri::Authority)>,
-    pub client: UpstreamClient,
+    /// One upstream client (connection pool) per serving thread, so a thread's shard
+    /// connections live on its own event loop; see [`Proxy::client`].
+    clients: Vec<UpstreamClient>,
+    threads: usize,
     pub metrics: Arc<Metrics>,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -55,6 +69,10 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the shared state from a validated configuration.
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Proxy {
+        let threads = match config.proxy.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let shards = config
             .routing
             .shards()
@@ -93,7 +111,10 @@ impl Proxy {
             parks,
             snapshot: Arc::new(ArcSwap::from_pointee(config.routing.clone())),
             shards,
-            client: client(config.timeouts.upstream_connect),
+            clients: (0..threads)
+                .map(|_| client(config.timeouts.upstream_connect))
+                .collect(),
+            threads,
             metrics,
             timeouts: config.timeouts.clone(),
             limits: Limits {
@@ -120,6 +141,16 @@ impl Proxy {
     /// How often idle queues are swept: a tenth of the idle timeout, at most a minute.
     fn timeouts_queue_sweep(&self) -> std::time::Duration {
         (self.queues.idle_timeout() / 10).min(std::time::Duration::from_secs(60))
+    }
+
+    /// How many serving threads accept and serve client connections.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The calling serving thread's upstream client (the first one's elsewhere).
+    pub fn client(&self) -> &UpstreamClient {
+        &self.clients[SERVING_THREAD.with(Cell::get) % self.clients.len()]
     }
 
     /// A shard's health and parking lot.

@@ -1,9 +1,12 @@
-//! The accept loop: HTTP/1.1 connections with bounded header size and header-read time, a cap on
-//! concurrent connections (accepting pauses at the cap; the kernel backlog holds the rest), and a
-//! graceful stop that lets in-flight requests finish up to the drain timeout.
+//! The accept loops: one per serving thread, each a single-threaded event loop that takes
+//! connections from the shared listener (as nginx's worker processes do) and keeps its own
+//! connections to the shards. HTTP/1.1 with bounded header size and header-read time, a
+//! process-wide cap on concurrent connections (accepting pauses at the cap; the kernel backlog
+//! holds the rest), and a graceful stop that lets in-flight requests finish up to the drain
+//! timeout.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::{handle, Proxy};
 
@@ -25,14 +29,84 @@ pub struct ServerLimits {
     pub drain: Duration,
 }
 
-/// Accepts and serves connections until `shutdown` resolves, then stops accepting and waits for
-/// open connections to finish (idle keep-alive connections close at once) up to `limits.drain`.
-/// Returns whether everything finished within the drain timeout.
+/// Serves the listener on [`Proxy::threads`] serving threads until `shutdown` resolves; then
+/// every thread stops accepting and waits for its open connections to finish (idle keep-alive
+/// connections close at once) up to `limits.drain`. Returns whether everything finished within
+/// the drain timeout.
 pub async fn serve(
-    listener: TcpListener,
+    listener: StdListener,
     proxy: Arc<Proxy>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
+) -> std::io::Result<bool> {
+    listener.set_nonblocking(true)?;
+    let stop = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut finished = Vec::with_capacity(proxy.threads());
+    for index in 0..proxy.threads() {
+        let listener = listener.try_clone()?;
+        let (done, finish) = tokio::sync::oneshot::channel();
+        let (proxy, permits, stop) = (proxy.clone(), permits.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("kansas-serve-{index}"))
+            .spawn(move || {
+                let drained = serve_thread(index, listener, proxy, limits, permits, stop);
+                let _ = done.send(drained);
+            })?;
+        finished.push(finish);
+    }
+    drop(listener);
+    shutdown.await;
+    tracing::info!(
+        open_connections = proxy.metrics.connections().get(),
+        "stopped accepting; draining"
+    );
+    stop.cancel();
+    let mut drained = true;
+    for finish in finished {
+        drained &= finish.await.unwrap_or(false);
+    }
+    Ok(drained)
+}
+
+/// One serving thread: its event loop, its accept loop, its drain.
+fn serve_thread(
+    index: usize,
+    listener: StdListener,
+    proxy: Arc<Proxy>,
+    limits: ServerLimits,
+    permits: Arc<Semaphore>,
+    stop: CancellationToken,
+) -> bool {
+    super::set_serving_thread(index);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(thread = index, error = %e, "serving thread: cannot start its event loop");
+            return false;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(thread = index, error = %e, "serving thread: cannot watch the listener");
+                return false;
+            }
+        };
+        accept_loop(listener, proxy, limits, permits, stop).await
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: ServerLimits,
+    permits: Arc<Semaphore>,
+    stop: CancellationToken,
 ) -> bool {
     let mut builder = http1::Builder::new();
     builder
@@ -41,12 +115,10 @@ pub async fn serve(
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = &mut shutdown => break,
+            _ = stop.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -58,7 +130,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
         let proxy_for_conn = proxy.clone();
@@ -75,8 +147,6 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let open = proxy.metrics.connections().get();
-    tracing::info!(open_connections = open, "stopped accepting; draining");
     // Every answer from now on closes its connection, so busy clients reconnect (to the next
     // generation, or find the listener closed) between requests, never in the middle of one.
     proxy
