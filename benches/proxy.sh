@@ -14,6 +14,8 @@
 #   bash benches/proxy.sh [ROUNDS] [SECONDS] [CONNECTIONS] [LONGPOLLS] [LONGPOLL_DURATION]
 #   (defaults: 3 10 50 4000 40s)
 #
+# PARTS=13 (say) runs only those parts; part 2 without part 1 needs RATE=<requests/s>.
+#
 # Installs nginx and wrk (apt-get) and oha (cargo install, into target/bench-tools) when
 # missing. Everything listens on 127.0.0.1 only. Each waiting long-poll costs a proxy two
 # descriptors, so the open-file limit (ulimit -n) caps LONGPOLLS (about 9,000 at 20,000).
@@ -30,6 +32,8 @@ NGINX_PORT=$((BASE + 1))
 KANSAS_PORT=$((BASE + 2))
 KANSAS_ADMIN=$((BASE + 3))
 FAKE_PORT=$((BASE + 4))
+PARTS=${PARTS:-123}
+part() { [[ $PARTS == *$1* ]]; }
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
@@ -210,72 +214,79 @@ PY
 }
 
 echo "machine: $(nproc) cores, $(uname -r); nginx $("$NGINX" -v 2>&1 | cut -d/ -f2); kansas $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%FT%TZ)"
-echo
-echo "1. short requests: wrk -t2 -c$CONNS -d${SECS}s, $ROUNDS interleaved rounds"
-for ka in on off; do
-  for r in $(seq "$ROUNDS"); do
-    for name in direct nginx kansas; do short "$name" "$ka"; done
+touch "$WORK/results"
+if part 1; then
+  echo
+  echo "1. short requests: wrk -t2 -c$CONNS -d${SECS}s, $ROUNDS interleaved rounds"
+  for ka in on off; do
+    for r in $(seq "$ROUNDS"); do
+      for name in direct nginx kansas; do short "$name" "$ka"; done
+    done
   done
-done
-RATE=$(awk '$1 == "short" && $2 == "nginx" && $3 == "on" { s += $4; n++ } END { printf "%d", s / n / 2 }' "$WORK/results")
+  RATE=$(awk '$1 == "short" && $2 == "nginx" && $3 == "on" { s += $4; n++ } END { printf "%d", s / n / 2 }' "$WORK/results")
+fi
 
-echo
-echo "2. latency at a fixed $RATE req/s (half of nginx's keep-alive maximum): oha -c$CONNS -z${SECS}s --latency-correction, $ROUNDS interleaved rounds"
-for r in $(seq "$ROUNDS"); do
-  for name in direct nginx kansas; do fixed "$name" "$RATE"; done
-done
+if part 2; then
+  echo
+  echo "2. latency at a fixed ${RATE:?set RATE when part 1 is skipped} req/s (half of nginx's keep-alive maximum): oha -c$CONNS -z${SECS}s --latency-correction, $ROUNDS interleaved rounds"
+  for r in $(seq "$ROUNDS"); do
+    for name in direct nginx kansas; do fixed "$name" "$RATE"; done
+  done
+fi
 
 # Part 3 runs on fresh proxies, so idle RSS is a clean start.
 kill "$KPID"; wait "$KPID" 2>/dev/null || true
 stop_nginx "$WORK/px"
 sleep 0.5
 
-echo
-echo "3. long-polls: $LONGPOLLS kansas-load clients for $LP_DURATION through each proxy, one fake-tornado shard"
-"$BIN/fake-tornado" --listen "127.0.0.1:$FAKE_PORT" --log-level warn > "$WORK/fake.log" 2>&1 &
-PIDS+=($!)
-sleep 0.5
-# longpoll NAME PORT PIDS_FN -> "longpoll name idle loaded after inflight status"
-longpoll() {
-  local name=$1 port=$2 pidsfn=$3 idle loaded after lpid status secs
-  idle=$(rss $($pidsfn))
-  "$BIN/kansas-load" --target "http://127.0.0.1:$port" --shards "127.0.0.1:$FAKE_PORT" \
-    --clients "$LONGPOLLS" --realms 200 --duration "$LP_DURATION" --publish-rate 20/s \
-    --json "$WORK/load-$name.json" --quiet > "$WORK/load-$name.out" 2>&1 &
-  lpid=$!
-  # Sample while every client is registered and waiting: the middle of the run.
-  secs=$(awk -v d="$LP_DURATION" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }')
-  sleep $((secs / 2 + 5))
-  loaded=$(rss $($pidsfn))
-  # Waiting long-polls: the proxy's established connections to the shard.
-  local inflight
-  inflight=$(ss -Htn state established "( dport = :$FAKE_PORT )" | wc -l)
-  set +e
-  wait "$lpid"
-  status=$?
-  set -e
-  sleep 5
-  after=$(rss $($pidsfn))
-  echo "longpoll $name $idle $loaded $after $inflight $status" >> "$WORK/results"
-  awk -v n="$name" -v i="$idle" -v l="$loaded" -v a="$after" -v f="$inflight" -v s="$status" 'BEGIN {
-    printf "  %-7s RSS idle %d KiB, under load %d KiB with %d long-polls waiting (%.2f KB each), %d KiB 5 s after they left; kansas-load exit %d\n",
-      n, i, l, f, (l - i) * 1.024 / f, a, s }'
-  grep -E "lost|errors" "$WORK/load-$name.out" | sed 's/^/    /' | head -4
-}
-nginx_proxy_conf "$WORK/lpn" "$NGINX_PORT" "127.0.0.1:$FAKE_PORT"
-"$NGINX" -p "$WORK/lpn" -c "$WORK/lpn/nginx.conf"; NGINX_PREFIXES+=("$WORK/lpn")
-sleep 0.5
-lp_nginx() { nginx_workers "$WORK/lpn"; }
-longpoll nginx "$NGINX_PORT" lp_nginx
-stop_nginx "$WORK/lpn"
-kansas_conf "$WORK/kansas-lp.toml" "$KANSAS_PORT" "$KANSAS_ADMIN" "127.0.0.1:$FAKE_PORT"
-sed -i 's/level = "info"/level = "warn"/' "$WORK/kansas-lp.toml"
-"$BIN/kansas" run --config "$WORK/kansas-lp.toml" > "$WORK/kansas-lp.log" 2>&1 &
-KPID=$!
-PIDS+=("$KPID")
-sleep 1
-lp_kansas() { kansas_all "$KPID"; }
-longpoll kansas "$KANSAS_PORT" lp_kansas
+if part 3; then
+  echo
+  echo "3. long-polls: $LONGPOLLS kansas-load clients for $LP_DURATION through each proxy, one fake-tornado shard"
+  "$BIN/fake-tornado" --listen "127.0.0.1:$FAKE_PORT" --log-level warn > "$WORK/fake.log" 2>&1 &
+  PIDS+=($!)
+  sleep 0.5
+  # longpoll NAME PORT PIDS_FN -> "longpoll name idle loaded after inflight status"
+  longpoll() {
+    local name=$1 port=$2 pidsfn=$3 idle loaded after lpid status secs
+    idle=$(rss $($pidsfn))
+    "$BIN/kansas-load" --target "http://127.0.0.1:$port" --shards "127.0.0.1:$FAKE_PORT" \
+      --clients "$LONGPOLLS" --realms 200 --duration "$LP_DURATION" --publish-rate 20/s \
+      --json "$WORK/load-$name.json" --quiet > "$WORK/load-$name.out" 2>&1 &
+    lpid=$!
+    # Sample while every client is registered and waiting: the middle of the run.
+    secs=$(awk -v d="$LP_DURATION" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }')
+    sleep $((secs / 2 + 5))
+    loaded=$(rss $($pidsfn))
+    # Waiting long-polls: the proxy's established connections to the shard.
+    local inflight
+    inflight=$(ss -Htn state established "( dport = :$FAKE_PORT )" | wc -l)
+    set +e
+    wait "$lpid"
+    status=$?
+    set -e
+    sleep 5
+    after=$(rss $($pidsfn))
+    echo "longpoll $name $idle $loaded $after $inflight $status" >> "$WORK/results"
+    awk -v n="$name" -v i="$idle" -v l="$loaded" -v a="$after" -v f="$inflight" -v s="$status" 'BEGIN {
+      printf "  %-7s RSS idle %d KiB, under load %d KiB with %d long-polls waiting (%.2f KB each), %d KiB 5 s after they left; kansas-load exit %d\n",
+        n, i, l, f, (l - i) * 1.024 / f, a, s }'
+    grep -E "lost|errors" "$WORK/load-$name.out" | sed 's/^/    /' | head -4
+  }
+  nginx_proxy_conf "$WORK/lpn" "$NGINX_PORT" "127.0.0.1:$FAKE_PORT"
+  "$NGINX" -p "$WORK/lpn" -c "$WORK/lpn/nginx.conf"; NGINX_PREFIXES+=("$WORK/lpn")
+  sleep 0.5
+  lp_nginx() { nginx_workers "$WORK/lpn"; }
+  [ -n "${SKIP_NGINX_LONGPOLL:-}" ] || longpoll nginx "$NGINX_PORT" lp_nginx
+  stop_nginx "$WORK/lpn"
+  kansas_conf "$WORK/kansas-lp.toml" "$KANSAS_PORT" "$KANSAS_ADMIN" "127.0.0.1:$FAKE_PORT"
+  sed -i 's/level = "info"/level = "warn"/' "$WORK/kansas-lp.toml"
+  "$BIN/kansas" run --config "$WORK/kansas-lp.toml" > "$WORK/kansas-lp.log" 2>&1 &
+  KPID=$!
+  PIDS+=("$KPID")
+  sleep 1
+  lp_kansas() { kansas_all "$KPID"; }
+  longpoll kansas "$KANSAS_PORT" lp_kansas
+fi
 
 echo
 echo "summary"
@@ -287,15 +298,18 @@ awk '
     split("on off", kas, " ")
     for (i = 1; i <= 2; i++) {
       k = kas[i]
+      if (!n["nginx " k] || !n["kansas " k]) continue
       ng = us["nginx " k] / n["nginx " k]; ks = us["kansas " k] / n["kansas " k]
       printf "short, keep-alive %-3s: req/s direct %.0f, nginx %.0f, kansas %.0f; CPU us/request nginx %.2f, kansas %.2f: kansas/nginx %.2f (goal <= 0.90)\n",
         k, rps["direct " k] / n["direct " k], rps["nginx " k] / n["nginx " k], rps["kansas " k] / n["kansas " k], ng, ks, ks / ng
     }
-    d50 = p50["direct"] / m["direct"]; d99 = p99["direct"] / m["direct"]
-    n50 = p50["nginx"] / m["nginx"] - d50; n99 = p99["nginx"] / m["nginx"] - d99
-    k50 = p50["kansas"] / m["kansas"] - d50; k99 = p99["kansas"] / m["kansas"] - d99
-    printf "fixed rate: direct p50 %.3f ms p99 %.3f ms; added p50 nginx %.3f ms, kansas %.3f ms; added p99 nginx %.3f ms, kansas %.3f ms (goal: kansas <= nginx)\n",
-      d50, d99, n50, k50, n99, k99
-    printf "long-polls: KB per waiting long-poll nginx workers %.2f, kansas %.2f (goal <= 8); RSS after clients left: nginx %d KiB (idle %d), kansas %d KiB (idle %d)\n",
-      per["nginx"], per["kansas"], after["nginx"], idle["nginx"], after["kansas"], idle["kansas"]
+    if (m["direct"] && m["nginx"] && m["kansas"]) {
+      d50 = p50["direct"] / m["direct"]; d99 = p99["direct"] / m["direct"]
+      n50 = p50["nginx"] / m["nginx"] - d50; n99 = p99["nginx"] / m["nginx"] - d99
+      k50 = p50["kansas"] / m["kansas"] - d50; k99 = p99["kansas"] / m["kansas"] - d99
+      printf "fixed rate: direct p50 %.3f ms p99 %.3f ms; added p50 nginx %.3f ms, kansas %.3f ms; added p99 nginx %.3f ms, kansas %.3f ms (goal: kansas <= nginx)\n",
+        d50, d99, n50, k50, n99, k99
+    }
+    if ("kansas" in per) printf "long-polls: KB per waiting long-poll nginx workers %.2f, kansas %.2f (goal <= 8); RSS after clients left: nginx %d KiB (idle %d), kansas %d KiB (idle %d)\n",
+        per["nginx"], per["kansas"], after["nginx"], idle["nginx"], after["kansas"], idle["kansas"]
   }' "$WORK/results"
