@@ -121,16 +121,15 @@ pub async fn handle(
             ""
         }
     };
-    tracing::info!(
-        target: crate::logging::ACCESS_TARGET,
-        method = %method,
-        path = %path,
-        realm = realm.as_deref().unwrap_or("-"),
-        shard = shard_name,
+    crate::logging::access::log(&crate::logging::access::Access {
+        method: method.as_str(),
+        path: &path,
+        realm: realm.as_deref().unwrap_or("-"),
+        shard: shard_name,
         status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        request_id = request_id.to_str().unwrap_or("-"),
-    );
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        request_id: request_id.to_str().unwrap_or("-"),
+    });
     Ok(resp)
 }
 

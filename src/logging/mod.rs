@@ -17,6 +17,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+pub mod access;
+
 /// The target of the per-request access line.
 pub const ACCESS_TARGET: &str = "kansas::access";
 /// Longest an access line waits in the buffer.
@@ -35,10 +37,11 @@ pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Output)
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_ansi(ansi);
     let installed = match format {
         LogFormat::Text => builder.with_target(true).try_init(),
         LogFormat::Json => builder
@@ -48,6 +51,7 @@ pub fn init(format: LogFormat, level: &str) {
             .try_init(),
     };
     if installed.is_ok() {
+        access::configure(format, ansi);
         let _ = std::thread::Builder::new()
             .name("kansas-log".into())
             .spawn(flusher);
