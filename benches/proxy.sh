@@ -141,14 +141,15 @@ KPID=$!
 PIDS+=("$KPID")
 sleep 1
 
-# CPU ticks (utime+stime) of processes.
+# CPU ticks of processes: "user system" (utime, stime).
 ticks() {
-  local total=0 p
+  local user=0 sys=0 p
   for p in "$@"; do
     [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat")
+    user=$((user + u)); sys=$((sys + s))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 # RSS in KiB of processes.
 rss() {
@@ -180,9 +181,9 @@ port_of() {
   esac
 }
 
-# short NAME KEEPALIVE(on|off) -> "short name ka rps cpu_us_per_req errors"
+# short NAME KEEPALIVE(on|off) -> "short name ka rps cpu_us_per_req user_us sys_us"
 short() {
-  local name=$1 ka=$2 pids before after out rps reqs errs us="-" hdr=()
+  local name=$1 ka=$2 pids before after out rps reqs errs us="- - -" hdr=()
   pids=$(pids_of "$name")
   [ "$ka" = off ] && hdr=(-H "Connection: close")
   before=$(ticks $pids)
@@ -193,9 +194,13 @@ short() {
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
   if [ -n "$pids" ] && [ "${reqs:-0}" -gt 0 ]; then
-    us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+    us=$(echo "$before $after" | awk -v hz="$HZ" -v n="$reqs" '{
+      u = ($3 - $1) / hz * 1e6 / n; s = ($4 - $2) / hz * 1e6 / n
+      printf "%.2f %.2f %.2f", u + s, u, s }')
   fi
-  printf '  %-7s keepalive=%-3s %10s req/s  %8s us CPU/req  %s\n' "$name" "$ka" "$rps" "$us" "$errs"
+  read -r total user sys <<< "$us"
+  printf '  %-7s keepalive=%-3s %10s req/s  %8s us CPU/req (user %s, system %s)  %s\n' \
+    "$name" "$ka" "$rps" "$total" "$user" "$sys" "$errs"
   echo "short $name $ka $rps $us" >> "$WORK/results"
 }
 
@@ -291,7 +296,7 @@ fi
 echo
 echo "summary"
 awk '
-  $1 == "short" { k = $2 " " $3; rps[k] += $4; n[k]++; if ($5 != "-") us[k] += $5 }
+  $1 == "short" { k = $2 " " $3; rps[k] += $4; n[k]++; if ($5 != "-") { us[k] += $5; usr[k] += $6; sys[k] += $7 } }
   $1 == "fixed" { k = $2; p50[k] += $3; p99[k] += $4; m[k]++ }
   $1 == "longpoll" { per[$2] = ($4 - $3) * 1.024 / $6; after[$2] = $5; idle[$2] = $3 }
   END {
@@ -300,8 +305,10 @@ awk '
       k = kas[i]
       if (!n["nginx " k] || !n["kansas " k]) continue
       ng = us["nginx " k] / n["nginx " k]; ks = us["kansas " k] / n["kansas " k]
-      printf "short, keep-alive %-3s: req/s direct %.0f, nginx %.0f, kansas %.0f; CPU us/request nginx %.2f, kansas %.2f: kansas/nginx %.2f (goal <= 0.90)\n",
-        k, rps["direct " k] / n["direct " k], rps["nginx " k] / n["nginx " k], rps["kansas " k] / n["kansas " k], ng, ks, ks / ng
+      printf "short, keep-alive %-3s: req/s direct %.0f, nginx %.0f, kansas %.0f; CPU us/request nginx %.2f (user %.2f, system %.2f), kansas %.2f (user %.2f, system %.2f): kansas/nginx %.2f (goal <= 0.90)\n",
+        k, rps["direct " k] / n["direct " k], rps["nginx " k] / n["nginx " k], rps["kansas " k] / n["kansas " k],
+        ng, usr["nginx " k] / n["nginx " k], sys["nginx " k] / n["nginx " k],
+        ks, usr["kansas " k] / n["kansas " k], sys["kansas " k] / n["kansas " k], ks / ng
     }
     if (m["direct"] && m["nginx"] && m["kansas"]) {
       d50 = p50["direct"] / m["direct"]; d99 = p99["direct"] / m["direct"]

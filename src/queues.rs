@@ -23,6 +23,8 @@ use crate::routing::ShardId;
 
 const STRIPES: usize = 16;
 
+type Stripe = HashMap<Box<str>, QueueEntry, foldhash::fast::RandomState>;
+
 /// Restored entries bound for one stripe.
 type StripeBatch = (usize, Vec<(Box<str>, QueueEntry)>);
 
@@ -80,8 +82,10 @@ pub struct QueueMetrics {
 
 /// The queue map.
 pub struct QueueMap {
-    stripes: Vec<Mutex<HashMap<Box<str>, QueueEntry>>>,
-    hasher: std::collections::hash_map::RandomState,
+    stripes: Vec<Mutex<Stripe>>,
+    /// One seeded hash for choosing the stripe and inside it. Queue ids only enter the map from
+    /// a shard's successful answer (Tornado's own UUIDs), so clients cannot flood a stripe.
+    hasher: foldhash::fast::RandomState,
     len: AtomicUsize,
     max_entries: usize,
     idle_timeout: Duration,
@@ -91,9 +95,12 @@ pub struct QueueMap {
 
 impl QueueMap {
     pub fn new(max_entries: usize, idle_timeout: Duration, metrics: QueueMetrics) -> QueueMap {
+        let hasher = foldhash::fast::RandomState::default();
         QueueMap {
-            stripes: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            stripes: (0..STRIPES)
+                .map(|_| Mutex::new(HashMap::with_hasher(hasher.clone())))
+                .collect(),
+            hasher,
             len: AtomicUsize::new(0),
             max_entries,
             idle_timeout,
@@ -103,10 +110,11 @@ impl QueueMap {
     }
 
     fn stripe_index(&self, queue_id: &str) -> usize {
-        (self.hasher.hash_one(queue_id) as usize) % STRIPES
+        // Middle bits: the map inside uses the low ones for buckets and the top ones for tags.
+        ((self.hasher.hash_one(queue_id) >> 32) as usize) % STRIPES
     }
 
-    fn stripe(&self, queue_id: &str) -> MutexGuard<'_, HashMap<Box<str>, QueueEntry>> {
+    fn stripe(&self, queue_id: &str) -> MutexGuard<'_, Stripe> {
         self.stripes[self.stripe_index(queue_id)]
             .lock()
             .unwrap_or_else(|e| e.into_inner())

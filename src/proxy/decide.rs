@@ -22,11 +22,21 @@ pub enum Decision {
     NoShard,
 }
 
-/// The `queue_id` query parameter.
+/// The `queue_id` query parameter (the first one; empty counts as none).
 pub fn queue_id(query: Option<&str>) -> Option<String> {
     let query = query?;
     if !query.contains("queue_id=") {
         return None;
+    }
+    if !query.contains(['%', '+']) {
+        // Nothing encoded (Zulip's clients send UUIDs): the same answer as decoding, without
+        // decoding every parameter.
+        return query
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(k, _)| *k == "queue_id")
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty());
     }
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "queue_id")
@@ -170,5 +180,30 @@ mod tests {
         assert_eq!(queue_id(Some("dont_block=true")), None);
         assert_eq!(queue_id(Some("queue_id=")), None);
         assert_eq!(queue_id(None), None);
+    }
+
+    #[test]
+    fn unencoded_fast_path_agrees_with_decoding() {
+        let decoded = |q: &str| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "queue_id")
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        for q in [
+            "queue_id=a&queue_id=b",
+            "x=1&queue_id",
+            "&&queue_id=q&",
+            "queue_idx=1&queue_id=2",
+            "aqueue_id=1&queue_id=3",
+            "queue_id=&queue_id=4",
+            "queue_id==5",
+            "last_event_id=-1&queue_id=1517975029:0&dont_block=false",
+            "queue_id=a%20b",
+            "queue_id=a+b",
+            "queue%5Fid=c&queue_id=d",
+        ] {
+            assert_eq!(queue_id(Some(q)), decoded(q), "{q}");
+        }
     }
 }
