@@ -83,9 +83,18 @@ pub async fn handle(
                         queue_id: q,
                     };
                     let mut final_shard = target;
-                    let r =
-                        forward::forward(&proxy, req, peer, route, &request_id, &mut final_shard)
-                            .await;
+                    // Boxed: hyper moves the handler's future into place for every request and
+                    // keeps that space for the connection's life; forwarding state (3.7 KB) is
+                    // only needed while a request is in flight.
+                    let r = Box::pin(forward::forward(
+                        &proxy,
+                        req,
+                        peer,
+                        route,
+                        &request_id,
+                        &mut final_shard,
+                    ))
+                    .await;
                     shard = Some(final_shard);
                     r
                 }
