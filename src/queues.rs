@@ -148,6 +148,23 @@ impl QueueMap {
         })
     }
 
+    /// Where a queue is, as [`QueueMap::get`], for a request about to use it: a hit counts as
+    /// a use (so a request routed by the map need not [`QueueMap::learn`] the same place again).
+    #[inline]
+    pub fn lookup(&self, queue_id: &str) -> Option<QueueLoc> {
+        let now = self.now();
+        let mut stripe = self.stripe(queue_id);
+        let e = stripe.get_mut(queue_id)?;
+        if now.saturating_sub(e.last_used) >= self.idle_timeout.as_secs() as u32 {
+            return None;
+        }
+        e.last_used = now;
+        Some(QueueLoc {
+            shard: e.shard,
+            home: e.home,
+        })
+    }
+
     /// Records that `queue_id` lives on `shard` (realm home `home`) and was just used.
     pub fn learn(&self, queue_id: &str, shard: ShardId, home: ShardId, realm: &str) {
         let now = self.now();
@@ -392,6 +409,21 @@ mod tests {
 
     fn map(max: usize, idle_secs: u64) -> QueueMap {
         QueueMap::new(max, Duration::from_secs(idle_secs), QueueMetrics::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_is_a_use_and_get_is_not() {
+        let m = map(100, 600);
+        m.learn("looked-up", 1, 1, "r.example.com");
+        m.learn("peeked", 1, 1, "r.example.com");
+        tokio::time::sleep(Duration::from_secs(400)).await;
+        assert_eq!(m.lookup("looked-up").map(|e| e.shard), Some(1));
+        assert!(m.get("peeked").is_some());
+        assert!(m.lookup("unknown").is_none());
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert!(m.get("looked-up").is_some(), "used 300 s ago");
+        assert!(m.lookup("peeked").is_none(), "idle 700 s");
+        assert_eq!(m.expire(), 1);
     }
 
     #[tokio::test(start_paused = true)]

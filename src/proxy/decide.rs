@@ -10,10 +10,12 @@ use crate::routing::{MovePolicy, ShardId, Snapshot};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Send it to `target`; a queue learned from the answer gets `home` as its realm's home.
-    /// `moved` is set when a known queue's realm has moved and the queue is drained.
+    /// `known` is set when the queue map placed the request (and counted it as a use of the
+    /// queue); `moved` when a known queue's realm has moved and the queue is drained.
     Forward {
         target: ShardId,
         home: ShardId,
+        known: bool,
         moved: bool,
     },
     /// Answer `400 BAD_EVENT_QUEUE_ID`; tell `old` to drop the queue.
@@ -55,11 +57,12 @@ pub fn decide(
     default_policy: MovePolicy,
 ) -> Decision {
     let current = snapshot.route(realm).map(|d| d.shard);
-    if let Some(entry) = queue_id.and_then(|q| queues.get(q)) {
+    if let Some(entry) = queue_id.and_then(|q| queues.lookup(q)) {
         if Some(entry.home) == current {
             return Decision::Forward {
                 target: entry.shard,
                 home: entry.home,
+                known: true,
                 moved: false,
             };
         }
@@ -71,6 +74,7 @@ pub fn decide(
         return Decision::Forward {
             target: entry.shard,
             home: entry.home,
+            known: true,
             moved: true,
         };
     }
@@ -78,6 +82,7 @@ pub fn decide(
         Some(s) => Decision::Forward {
             target: s,
             home: s,
+            known: false,
             moved: false,
         },
         None => Decision::NoShard,
@@ -115,18 +120,25 @@ mod tests {
         q.learn("split", 2, 0, "r.example.com"); // lives on 2 via X-Accel-Redirect
         let home = snapshot(Some(0));
         let moved = snapshot(Some(1));
-        let fwd = |target, home, moved| Decision::Forward {
+        let fwd = |target, home, known, moved| Decision::Forward {
             target,
             home,
+            known,
             moved,
         };
         use MovePolicy::*;
         let cases = [
-            (&home, Some("known"), true, Drain, fwd(0, 0, false)),
-            (&home, Some("split"), true, Reload, fwd(2, 0, false)),
-            (&home, Some("unknown"), true, Reload, fwd(0, 0, false)),
-            (&home, None, true, Reload, fwd(0, 0, false)),
-            (&moved, Some("known"), true, Drain, fwd(0, 0, true)),
+            (&home, Some("known"), true, Drain, fwd(0, 0, true, false)),
+            (&home, Some("split"), true, Reload, fwd(2, 0, true, false)),
+            (
+                &home,
+                Some("unknown"),
+                true,
+                Reload,
+                fwd(0, 0, false, false),
+            ),
+            (&home, None, true, Reload, fwd(0, 0, false, false)),
+            (&moved, Some("known"), true, Drain, fwd(0, 0, true, true)),
             (
                 &moved,
                 Some("known"),
@@ -141,8 +153,14 @@ mod tests {
                 Reload,
                 Decision::Reload { old: 2 },
             ),
-            (&moved, Some("known"), false, Reload, fwd(0, 0, true)),
-            (&moved, Some("unknown"), true, Reload, fwd(1, 1, false)),
+            (&moved, Some("known"), false, Reload, fwd(0, 0, true, true)),
+            (
+                &moved,
+                Some("unknown"),
+                true,
+                Reload,
+                fwd(1, 1, false, false),
+            ),
         ];
         for (i, (snap, qid, get, policy, want)) in cases.into_iter().enumerate() {
             assert_eq!(

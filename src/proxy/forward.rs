@@ -34,6 +34,9 @@ pub struct Route<'a> {
     pub target: ShardId,
     /// The realm's home shard for queues learned from this request.
     pub home: ShardId,
+    /// The queue map placed this request on `target` (so an answer from there teaches it
+    /// nothing new).
+    pub known: bool,
     pub realm: &'a str,
     pub queue_id: Option<&'a str>,
 }
@@ -228,7 +231,9 @@ async fn learn_from_get(
     let status = resp.status();
     match (route.queue_id, status) {
         (Some(q), StatusCode::OK) => {
-            proxy.queues.learn(q, shard, route.home, route.realm);
+            if !(route.known && shard == route.target) {
+                proxy.queues.learn(q, shard, route.home, route.realm);
+            }
             Ok(resp)
         }
         (Some(q), StatusCode::BAD_REQUEST) => {

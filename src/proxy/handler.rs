@@ -69,6 +69,7 @@ pub async fn handle(
                     Decision::Forward {
                         target,
                         home,
+                        known,
                         moved,
                     },
                     q,
@@ -79,6 +80,7 @@ pub async fn handle(
                     let route = Route {
                         target,
                         home,
+                        known,
                         realm,
                         queue_id: q,
                     };
