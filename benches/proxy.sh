@@ -296,8 +296,15 @@ fi
 echo
 echo "summary"
 awk '
+  # The median of the per-round p99 of one target (rounds are few: insertion sort).
+  function median(k,    i, j, t, n, a) {
+    n = m[k]
+    for (i = 1; i <= n; i++) a[i] = v99[k, i]
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
   $1 == "short" { k = $2 " " $3; rps[k] += $4; n[k]++; if ($5 != "-") { us[k] += $5; usr[k] += $6; sys[k] += $7 } }
-  $1 == "fixed" { k = $2; p50[k] += $3; p99[k] += $4; m[k]++ }
+  $1 == "fixed" { k = $2; p50[k] += $3; p99[k] += $4; m[k]++; v99[k, m[k]] = $4 }
   $1 == "longpoll" { per[$2] = ($4 - $3) * 1.024 / $6; after[$2] = $5; idle[$2] = $3 }
   END {
     split("on off", kas, " ")
@@ -316,6 +323,8 @@ awk '
       k50 = p50["kansas"] / m["kansas"] - d50; k99 = p99["kansas"] / m["kansas"] - d99
       printf "fixed rate: direct p50 %.3f ms p99 %.3f ms; added p50 nginx %.3f ms, kansas %.3f ms; added p99 nginx %.3f ms, kansas %.3f ms (goal: kansas <= nginx)\n",
         d50, d99, n50, k50, n99, k99
+      printf "fixed rate, median round: added p99 nginx %.3f ms, kansas %.3f ms\n",
+        median("nginx") - median("direct"), median("kansas") - median("direct")
     }
     if ("kansas" in per) printf "long-polls: KB per waiting long-poll nginx workers %.2f, kansas %.2f (goal <= 8); RSS after clients left: nginx %d KiB (idle %d), kansas %d KiB (idle %d)\n",
         per["nginx"], per["kansas"], after["nginx"], idle["nginx"], after["kansas"], idle["kansas"]
