@@ -44,6 +44,7 @@ colour = "blue"
 [proxy]
 listen = "not-an-address"
 max_header_bytes = 10
+threads = -1
 typo = 1
 [timeouts]
 drain_secs = -1
@@ -77,6 +78,7 @@ pattern = "x"
         "proxy.typo: unknown key",
         "proxy.listen:",
         "proxy.max_header_bytes:",
+        "proxy.threads: must be between 0 and 1024",
         "timeouts.drain_secs:",
         "timeouts.upstream_connect_secs:",
         "log.format:",

@@ -364,3 +364,71 @@ async fn reqwest_metrics(admin: std::net::SocketAddr) -> String {
     assert_eq!(r.status, 200);
     String::from_utf8(r.body).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_serving_thread_count_serves_and_logs_every_request_through_a_stop() {
+    let up = Upstream::start("a").await;
+    for threads in [1, 3] {
+        let body = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nthreads = {threads}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n{}",
+            shard("a", up.addr)
+        );
+        let mut k = Kansas::start_raw(&body);
+        let proxy = k.proxy;
+        // 40 clients at once, 10 requests each, each with its own request id.
+        let clients: Vec<_> = (0..40)
+            .map(|c| {
+                tokio::spawn(async move {
+                    for i in 0..10 {
+                        let id = format!("t{threads}-c{c}-r{i}");
+                        let r = get(
+                            proxy,
+                            "r.example.com",
+                            "/json/events",
+                            &[("X-Request-Id", &id)],
+                        )
+                        .await;
+                        assert_eq!(r.status, 200, "{id}");
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        // A slow request is in flight when the stop comes: the drain lets it finish, and its
+        // access line, written just before the worker exits, still reaches the log.
+        let last = format!("t{threads}-last");
+        let slow = tokio::spawn(async move {
+            get(
+                proxy,
+                "r.example.com",
+                "/slow?ms=600",
+                &[("X-Request-Id", &last)],
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        k.signal(15);
+        assert_eq!(slow.await.unwrap().status, 200);
+        let status = k.wait_exit(Duration::from_secs(30)).expect("kansas exits");
+        assert!(status.success(), "{status:?}");
+        let ids: std::collections::HashSet<String> = k
+            .logs()
+            .iter()
+            .filter(|v| v["target"] == "kansas::access")
+            .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+            .collect();
+        for c in 0..40 {
+            for i in 0..10 {
+                let id = format!("t{threads}-c{c}-r{i}");
+                assert!(ids.contains(&id), "no access line for {id}");
+            }
+        }
+        assert!(
+            ids.contains(&format!("t{threads}-last")),
+            "no access line for the last request"
+        );
+    }
+}
