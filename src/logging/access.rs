@@ -40,16 +40,7 @@ pub fn log(a: &Access<'_>) {
         return;
     }
     let Some(Some(format)) = DIRECT.get() else {
-        tracing::info!(
-            target: ACCESS_TARGET,
-            method = %a.method,
-            path = %a.path,
-            realm = a.realm,
-            shard = a.shard,
-            status = a.status,
-            duration_ms = a.duration_ms,
-            request_id = a.request_id,
-        );
+        through_tracing(a);
         return;
     };
     thread_local! {
@@ -61,6 +52,20 @@ pub fn log(a: &Access<'_>) {
         format_line(&mut line, *format, SystemTime::now(), a);
         let _ = super::LineSink { batched: true }.write_all(line.as_bytes());
     });
+}
+
+/// The access event through `tracing` (what [`format_line`] reproduces).
+fn through_tracing(a: &Access<'_>) {
+    tracing::info!(
+        target: ACCESS_TARGET,
+        method = %a.method,
+        path = %a.path,
+        realm = a.realm,
+        shard = a.shard,
+        status = a.status,
+        duration_ms = a.duration_ms,
+        request_id = a.request_id,
+    );
 }
 
 /// The line exactly as `tracing-subscriber` formats the event (`method` and `path` are
@@ -170,18 +175,7 @@ mod tests {
         let builder = tracing_subscriber::fmt()
             .with_writer(capture.clone())
             .with_ansi(false);
-        let emit = || {
-            tracing::info!(
-                target: ACCESS_TARGET,
-                method = %a.method,
-                path = %a.path,
-                realm = a.realm,
-                shard = a.shard,
-                status = a.status,
-                duration_ms = a.duration_ms,
-                request_id = a.request_id,
-            )
-        };
+        let emit = || through_tracing(a);
         match format {
             LogFormat::Text => {
                 tracing::subscriber::with_default(builder.with_target(true).finish(), emit)
