@@ -44,15 +44,25 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut finished = Vec::with_capacity(proxy.threads());
     for index in 0..proxy.threads() {
-        let listener = listener.try_clone()?;
         let (done, finish) = tokio::sync::oneshot::channel();
-        let (proxy, permits, stop) = (proxy.clone(), permits.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name(format!("kansas-serve-{index}"))
-            .spawn(move || {
-                let drained = serve_thread(index, listener, proxy, limits, permits, stop);
-                let _ = done.send(drained);
-            })?;
+        let (proxy, permits, thread_stop) = (proxy.clone(), permits.clone(), stop.clone());
+        let spawned = listener.try_clone().and_then(|listener| {
+            std::thread::Builder::new()
+                .name(format!("kansas-serve-{index}"))
+                .spawn(move || {
+                    let drained =
+                        serve_thread(index, listener, proxy, limits, permits, thread_stop);
+                    let _ = done.send(drained);
+                })
+        });
+        if let Err(e) = spawned {
+            // Stop the threads already serving before reporting the failure.
+            stop.cancel();
+            for finish in finished {
+                let _ = finish.await;
+            }
+            return Err(e);
+        }
         finished.push(finish);
     }
     drop(listener);
