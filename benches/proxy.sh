@@ -16,6 +16,7 @@
 #
 # PARTS=13 (say) runs only those parts; part 2 without part 1 needs RATE=<requests/s>.
 #
+# BASE_PORT (default 18080) sets the five loopback ports used.
 # Installs nginx and wrk (apt-get) and oha (cargo install, into target/bench-tools) when
 # missing. Everything listens on 127.0.0.1 only. Each waiting long-poll costs a proxy two
 # descriptors, so the open-file limit (ulimit -n) caps LONGPOLLS (about 9,000 at 20,000).
@@ -34,6 +35,13 @@ KANSAS_ADMIN=$((BASE + 3))
 FAKE_PORT=$((BASE + 4))
 PARTS=${PARTS:-123}
 part() { [[ $PARTS == *$1* ]]; }
+
+for p in "$UP_PORT" "$NGINX_PORT" "$KANSAS_PORT" "$KANSAS_ADMIN" "$FAKE_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "port $p is in use: stop what listens there or set BASE_PORT (ports BASE_PORT..+4)" >&2
+    exit 2
+  fi
+done
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
