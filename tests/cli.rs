@@ -24,6 +24,24 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The example file states every default: a file with only its shards must mean the same.
+#[test]
+fn the_example_configuration_states_the_defaults() {
+    let example =
+        std::fs::read_to_string(format!("{MANIFEST}/config/kansas.example.toml")).unwrap();
+    let shards_only = &example
+        [example.find("\n[[shards]]\n").unwrap()..example.find("\n[assignments]\n").unwrap()];
+    let full = kansas::config::parse(&example).unwrap();
+    let defaults = kansas::config::parse(shards_only).unwrap();
+    let parts = |c: &kansas::config::Config| {
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            c.proxy, c.admin_listen, c.timeouts, c.log, c.parking, c.queues, c.master
+        )
+    };
+    assert_eq!(parts(&full), parts(&defaults));
+}
+
 #[test]
 fn shipped_configs_are_valid() {
     for f in ["config/kansas.toml", "config/kansas.example.toml"] {

@@ -315,7 +315,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         client_header: p.secs(
             "timeouts.client_header_secs",
             t.client_header_secs,
-            30.0,
+            75.0,
             600.0,
         ),
         upstream_response: p.secs(
