@@ -50,7 +50,6 @@ pub struct Proxy {
     /// One upstream client (connection pool) per serving thread, so a thread's shard
     /// connections live on its own event loop; see [`Proxy::client`].
     clients: Vec<UpstreamClient>,
-    threads: usize,
     pub metrics: Arc<Metrics>,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -114,7 +113,6 @@ impl Proxy {
             clients: (0..threads)
                 .map(|_| client(config.timeouts.upstream_connect))
                 .collect(),
-            threads,
             metrics,
             timeouts: config.timeouts.clone(),
             limits: Limits {
@@ -145,7 +143,7 @@ impl Proxy {
 
     /// How many serving threads accept and serve client connections.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.clients.len()
     }
 
     /// The calling serving thread's upstream client (the first one's elsewhere).
