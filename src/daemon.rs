@@ -7,7 +7,7 @@ use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
-use crate::handoff::{Envelope, SavedDatabase, State, STATE_FORMAT};
+use crate::handoff::{Envelope, State, STATE_FORMAT};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Proxy, ServerLimits};
 use crate::store::follow::Follower;
@@ -65,18 +65,7 @@ impl Daemon {
         }
         let state = env.state;
         if let (Some(saved), Some(f)) = (&state.database, &mut self.follower) {
-            let mut db = DbState::default();
-            db.weights.extend(saved.weights.iter().cloned());
-            for (realm, shard, policy) in &saved.assignments {
-                db.assignments.insert(realm.clone(), shard.clone());
-                if let Some(p) = policy {
-                    db.policies.insert(realm.clone(), *p);
-                }
-            }
-            for (prio, pattern, shard) in &saved.rules {
-                db.rules.insert(*prio, (pattern.clone(), shard.clone()));
-            }
-            f.seed(&db);
+            f.seed(saved);
         }
         let snapshot = self.proxy.snapshot.load();
         let saved = state.queues.len();
@@ -156,19 +145,7 @@ pub fn dump(
     let names: Vec<String> = snapshot.shards().iter().map(|s| s.name.clone()).collect();
     let database = db_latest.and_then(|l| {
         let l = l.lock().unwrap_or_else(|e| e.into_inner());
-        l.as_ref().map(|db| SavedDatabase {
-            weights: db.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            assignments: db
-                .assignments
-                .iter()
-                .map(|(r, s)| (r.clone(), s.clone(), db.policies.get(r).copied()))
-                .collect(),
-            rules: db
-                .rules
-                .iter()
-                .map(|(p, (pat, s))| (*p, pat.clone(), s.clone()))
-                .collect(),
-        })
+        l.clone()
     });
     let down_shards = names
         .iter()

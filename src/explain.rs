@@ -57,3 +57,30 @@ pub fn explain(snapshot: &Snapshot, host: &str) -> Result<String, String> {
     }
     Ok(out)
 }
+
+/// The realm's resident shards at `now` (and one user's, when given), for `kansas route` and
+/// `kansas residency`.
+pub fn residency(snapshot: &Snapshot, realm: &str, user: Option<u64>, now: f64) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, r: &crate::routing::Resident| {
+        let until = match r.until {
+            None => "current".to_string(),
+            Some(t) => format!("until {} UTC (drain window)", crate::cli::utc(t)),
+        };
+        let _ = writeln!(out, "  {:<24} port {:<6} {until}", r.name, r.port);
+    };
+    let _ = writeln!(
+        out,
+        "resident shards (Django publishes to each; kansas serves known queues on each):"
+    );
+    for r in snapshot.resident(realm, now) {
+        line(&mut out, &r);
+    }
+    if let Some(u) = user {
+        let _ = writeln!(out, "user {u}: (registers on the first)");
+        for r in snapshot.user_resident(realm, u, now) {
+            line(&mut out, &r);
+        }
+    }
+    out
+}

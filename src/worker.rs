@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::daemon::Daemon;
-use crate::handoff::{self, fd, read_frame, write_frame, ToMaster, ToWorker};
+use crate::handoff::{self, fd, write_frame, ToMaster, ToWorker};
 
 /// Whether the test switch asks this worker to fail at `step`.
 fn fail_at(step: &str) -> bool {
@@ -124,9 +124,20 @@ async fn serve(
     }
     write_frame(&mut tx, &ToMaster::Ready).await?;
 
-    let Some(ToWorker::Start { state, stats }) = read_frame::<_, ToWorker>(&mut rx).await? else {
+    let Some(frame) = handoff::read_raw_frame(&mut rx).await? else {
         anyhow::bail!("the master went away before starting this worker");
     };
+    let (ToWorker::Start { state, stats }, legacy_master) =
+        handoff::legacy::decode_to_worker(&frame)?
+    else {
+        anyhow::bail!("the master's first message was not Start");
+    };
+    if legacy_master {
+        tracing::warn!(
+            generation,
+            "the master runs an earlier kansas (state format 1): restart kansas once when convenient"
+        );
+    }
     if fail_at("crash-at-start") {
         crate::logging::flush();
         std::process::exit(4);
@@ -137,7 +148,15 @@ async fn serve(
     }
     let refusal = match (state, fail_at("refuse")) {
         (_, true) => Some("refused on purpose (test switch)".to_string()),
-        (Some(env), false) => daemon.restore(*env).err(),
+        (Some(env), false) => {
+            // Without the database part (an older master), read the database before accepting.
+            let without_db = env.state.database.is_none();
+            match daemon.restore(*env) {
+                Err(e) => Some(e),
+                Ok(()) if without_db => daemon.first_read().await.err().map(|e| e.to_string()),
+                Ok(()) => None,
+            }
+        }
         (None, false) => daemon.first_read().await.err().map(|e| e.to_string()),
     };
     if let Some(why) = refusal {
@@ -157,7 +176,7 @@ async fn serve(
     }));
     write_frame(&mut tx, &ToMaster::Active).await?;
     tracing::info!(generation, "worker active");
-    control_loop(&mut rx, &mut tx, &dump, generation, &metrics).await;
+    control_loop(&mut rx, &mut tx, &dump, generation, &metrics, legacy_master).await;
     let _ = stop_tx.send(true);
     drop(proxy);
     let drained = serving.await??;
@@ -172,12 +191,16 @@ async fn control_loop(
     dump: &dyn Fn(u64) -> handoff::Envelope,
     generation: u64,
     metrics: &crate::metrics::Metrics,
+    legacy_master: bool,
 ) {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     loop {
         let msg = tokio::select! {
-            m = read_frame::<_, ToWorker>(rx) => m,
+            m = handoff::read_raw_frame(rx) => m.and_then(|f| match f {
+                None => Ok(None),
+                Some(f) => handoff::legacy::decode_to_worker(&f).map(|(m, _)| Some(m)),
+            }),
             _ = term.recv() => { tracing::info!(generation, "SIGTERM: draining"); return; }
             _ = int.recv() => { tracing::info!(generation, "SIGINT: draining"); return; }
         };
@@ -188,14 +211,21 @@ async fn control_loop(
                     env.format = 999;
                 }
                 let queues = env.state.queues.len();
-                if let Err(e) = write_frame(
-                    tx,
-                    &ToMaster::State {
-                        state: Box::new(env),
-                    },
-                )
-                .await
-                {
+                let sent = if legacy_master {
+                    match handoff::legacy::encode_state(env) {
+                        Ok(bytes) => handoff::write_raw_frame(tx, &bytes).await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    write_frame(
+                        tx,
+                        &ToMaster::State {
+                            state: Box::new(env),
+                        },
+                    )
+                    .await
+                };
+                if let Err(e) = sent {
                     tracing::error!(generation, error = %e, "cannot send state to the master");
                     return;
                 }

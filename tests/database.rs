@@ -6,72 +6,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cli::{text, Cli};
 use common::client::get;
 use common::kansas::{config_text, shard, Kansas};
 use common::pg::{run_sql, PgServer, TestDb};
 use common::upstream::Upstream;
-
-struct Cli {
-    dir: tempfile::TempDir,
-    config: String,
-}
-
-impl Cli {
-    /// A config file: the given shards plus `[database] url`.
-    fn new(shards: &str, url: &str) -> Cli {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kansas.toml");
-        std::fs::write(
-            &path,
-            config_text(&format!("[database]\nurl = \"{url}\"\n{shards}")),
-        )
-        .unwrap();
-        Cli {
-            config: path.to_str().unwrap().to_string(),
-            dir,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kansas"))
-            .args(args)
-            .args(["--config", &self.config])
-            .env("USER", "tester")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs and expects exit 2; returns standard error.
-    fn refused(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn file(&self, name: &str, body: &str) -> String {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, body).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn fake_shards(n: usize) -> String {
     (0..n)
@@ -275,6 +217,37 @@ fn commands_validate_their_input_and_write_nothing_when_refused() {
             vec!["export-zulip", "--realms", "/nonexistent.txt"],
             "cannot read",
         ),
+        (
+            vec!["assign", "x.example.com", "s1", "--drain-for", "-5m"],
+            "--drain-for",
+        ),
+        (
+            vec!["assign", "x.example.com", "s1", "--drain-for", "soon"],
+            "--drain-for",
+        ),
+        (
+            vec!["assign", "x.example.com", "s1", "--move", "sideways"],
+            "reload or drain",
+        ),
+        (
+            vec![
+                "weight",
+                "s1",
+                "0.5",
+                "--move",
+                "reload",
+                "--drain-for",
+                "1h",
+            ],
+            "--drain-for goes with --move drain",
+        ),
+        (vec!["assign", "x.example.com", "s1,s1"], "listed twice"),
+        (vec!["assign", "x.example.com", "s1,nope"], "unknown shard"),
+        (
+            vec!["rule", "set", "10", "(unclosed", "s1"],
+            "not a valid regular expression",
+        ),
+        (vec!["residency", "--close", "999"], "no open drain window"),
     ] {
         let err = cli.refused(&args);
         assert!(err.contains(why), "{args:?}: {err}");
@@ -297,7 +270,17 @@ fn commands_validate_their_input_and_write_nothing_when_refused() {
         "{list}"
     );
     let shards = cli.ok(&["shards"]);
-    assert!(shards.contains("config"), "no weight was written: {shards}");
+    assert!(
+        shards
+            .lines()
+            .any(|l| l.starts_with("s1") && l.contains(" 1 ") && l.contains("yes")),
+        "no weight was written: {shards}"
+    );
+    let windows = cli.ok(&["residency"]);
+    assert!(
+        windows.contains("1 open drain window(s)"),
+        "only the assignment's: {windows}"
+    );
     assert!(cli.ok(&["unassign", "chat.example.com"]).contains("was s1"));
     assert!(cli
         .ok(&["unassign", "chat.example.com"])
@@ -341,13 +324,13 @@ fn import_and_export_round_trip_zulips_sharding() {
         "example.com",
     ]);
     assert!(
-        out.contains("imported 4 assignment(s) and 1 rule(s)"),
-        "{out}"
+        out.contains("imported 4 assignment(s) and 2 rule(s)"),
+        "the regex, then every other realm to Zulip's first port: {out}"
     );
     let list = cli.ok(&["assignments"]);
     for (realm, shard) in [
         ("big.example.com", "s1"),
-        ("split.example.com", "s2"),
+        ("split.example.com", "s2,s3"),
         ("team.example.com", "s2"),
         ("other.example.org", "s2"),
     ] {
@@ -380,15 +363,47 @@ fn import_and_export_round_trip_zulips_sharding() {
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
     let map = &exported["shard_map"];
     assert_eq!(map["big.example.com"], 9801);
-    assert_eq!(map["split.example.com"], 9802);
-    assert_eq!(map["chat.eu.example.com"], 9803);
-    let hashed = cli.ok(&["route", "hashed.example.net"]);
-    let port = map["hashed.example.net"].as_u64().unwrap();
-    assert!(
-        hashed.contains(&format!("s{}", port - 9800)),
-        "export agrees with route: {hashed}"
+    assert_eq!(map["split.example.com"], serde_json::json!([9802, 9803]));
+    assert_eq!(
+        map["team.example.com"], 9802,
+        "every assignment is exported"
     );
-    assert_eq!(exported["shard_regexes"], serde_json::json!([]));
+    assert_eq!(map["chat.eu.example.com"], 9803);
+    let unlisted = cli.ok(&["route", "hashed.example.net"]);
+    assert_eq!(map["hashed.example.net"], 9800);
+    assert!(unlisted.contains("shard:  s0"), "as Zulip: {unlisted}");
+    assert_eq!(
+        exported["shard_regexes"],
+        serde_json::json!([["^.*\\.eu\\.example\\.com$", 9803], [".*", 9800]])
+    );
+    // What was exported imports again to the same routing; Zulip's `{}` and an old install's
+    // bare map import too.
+    let again = cli.ok(&[
+        "import-zulip",
+        "--sharding-json",
+        out_path.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(
+        again.contains("assign split.example.com -> s2,s3"),
+        "{again}"
+    );
+    let empty = cli.file("empty.json", "{}");
+    let plan = cli.ok(&["import-zulip", "--sharding-json", &empty, "--dry-run"]);
+    assert!(plan.contains("rule 10 \".*\" -> s0"), "{plan}");
+    let legacy = cli.file("legacy.json", r#"{"old.example.com": 9803}"#);
+    let plan = cli.ok(&["import-zulip", "--sharding-json", &legacy, "--dry-run"]);
+    assert!(plan.contains("assign old.example.com -> s3"), "{plan}");
+    let dup = cli.file("dup.conf", "[tornado_sharding]\n9802 = big.example.com\n");
+    assert!(cli
+        .refused(&[
+            "import-zulip",
+            "--sharding-json",
+            &json,
+            "--zulip-conf",
+            &dup
+        ])
+        .contains("twice"));
 }
 
 #[test]
@@ -435,7 +450,7 @@ fn drain_steps_down_and_resumes_after_an_interruption() {
     assert!(
         shards
             .lines()
-            .any(|l| l.starts_with("s1") && l.contains(" 0 ") && l.contains("database")),
+            .any(|l| l.starts_with("s1") && l.contains(" 0 ") && l.contains("yes")),
         "{shards}"
     );
     assert!(
@@ -452,14 +467,18 @@ async fn rows_for_unknown_shards_are_ignored_and_counted() {
         &db.url,
         &format!(
             "INSERT INTO kansas.realm_assignments (realm, shard) VALUES ('{realm}', 'ghost');
-         INSERT INTO kansas.shard_weights (shard, weight) VALUES ('phantom', 2);"
+         INSERT INTO kansas.shards (name, port, weight) VALUES ('phantom', 9999, 0);"
         ),
     );
-    assert!(k
-        .wait_log(Duration::from_secs(5), |l| l["message"]
-            == "ignoring database row"
-            && l["row"].as_str().is_some_and(|r| r.contains("ghost")))
-        .is_some());
+    for name in ["ghost", "phantom"] {
+        assert!(
+            k.wait_log(Duration::from_secs(5), |l| l["message"]
+                == "ignoring database row"
+                && l["row"].as_str().is_some_and(|r| r.contains(name)))
+                .is_some(),
+            "{name}"
+        );
+    }
     assert_eq!(
         shard_of(k.proxy, &realm).await,
         "a",

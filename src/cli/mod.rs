@@ -2,7 +2,13 @@
 //! migrations and the operator commands. Exit codes: 0 success, 1 a failure while running (the
 //! database unreachable, ...), 2 bad input or configuration (nothing was written).
 
+mod change;
 mod db;
+mod show;
+mod zulip;
+
+pub use change::utc;
+pub use show::batch_answer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,33 +48,63 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
-    /// Print which shard a realm host is routed to, and why (consults the database if any).
+    /// Print which shard a realm host is routed to, why, and its resident shards (consults the
+    /// database if any). With --batch: read `HOST [USER_ID]` lines on standard input and print
+    /// one JSON object per line.
     Route {
         /// Realm host, as in the Host header (e.g. chat.example.com).
-        host: String,
+        #[arg(required_unless_present = "batch")]
+        host: Option<String>,
+        /// Read hosts from standard input, answer in JSON lines.
+        #[arg(long, conflicts_with = "host")]
+        batch: bool,
+        /// Evaluate drain windows at this time (seconds since the epoch; default now).
+        #[arg(long)]
+        at: Option<f64>,
+        /// Also show this user's shards (a realm split by user).
+        #[arg(long)]
+        user: Option<u64>,
+    },
+    /// Show the open drain windows, or a realm's resident shards and until when; close windows.
+    Residency {
+        /// Realm host (none: list the open drain windows).
+        realm: Option<String>,
+        /// Also show this user's resident shards.
+        #[arg(long)]
+        user: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Close this drain window now (its realms' old queues get BAD_EVENT_QUEUE_ID).
+        #[arg(long, conflicts_with_all = ["realm", "all"])]
+        close: Option<i64>,
+        /// Close every open drain window now.
+        #[arg(long, conflicts_with = "realm")]
+        all: bool,
     },
     /// Database schema.
     Db {
         #[command(subcommand)]
         action: DbAction,
     },
-    /// Assign a realm to a shard (in the database).
+    /// Assign a realm to a shard, or to several (comma-separated: split by user, as Zulip's
+    /// `9802_9803` ports).
     Assign {
         realm: String,
-        shard: String,
+        /// SHARD or SHARD,SHARD,...
+        shards: String,
         /// Why, for the record.
         #[arg(long)]
         note: Option<String>,
-        /// Who is making the change (default: $SUDO_USER or $USER).
-        #[arg(long)]
-        by: Option<String>,
-        /// What the realm's existing queues do: reload (clients re-register on the new shard)
-        /// or drain (they stay until they expire). Default: queues.move_policy.
-        #[arg(long = "move")]
-        move_policy: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Remove a realm's assignment: it goes back to rules and hashing.
-    Unassign { realm: String },
+    Unassign {
+        realm: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// List realm assignments.
     Assignments {
         /// Only this shard's.
@@ -80,8 +116,17 @@ enum Command {
         shard: String,
         #[arg(allow_hyphen_values = true)]
         weight: String,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
-    /// List shards: address, port, weight and where it comes from, assigned realms.
+    /// Regex rules: `rule set PRIORITY PATTERN SHARDS`, `rule remove PRIORITY`.
+    Rule {
+        #[command(subcommand)]
+        action: RuleAction,
+    },
+    /// List regex rules in the order they apply.
+    Rules,
+    /// List shards: address, port, weight, whether registered in the database, assigned realms.
     Shards,
     /// Lower a shard's weight step by step (safe to interrupt and run again).
     Drain {
@@ -95,6 +140,8 @@ enum Command {
         /// Time between steps (e.g. 5m, 30s).
         #[arg(long, default_value = "5m")]
         every: String,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Import Zulip's sharding (sharding.json and/or zulip.conf) as assignments and rules.
     ImportZulip {
@@ -105,25 +152,75 @@ enum Command {
         /// EXTERNAL_HOST, for bare realm names in zulip.conf.
         #[arg(long)]
         external_host: Option<String>,
+        /// Zulip's first Tornado port (settings.TORNADO_PORTS[0]), where Zulip sends every realm
+        /// it does not list. Default: 9800 if a shard has it, else the lowest shard port.
+        #[arg(long)]
+        default_port: Option<u16>,
         /// Print the plan, write nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
-    /// Write a sharding.json telling Django the port kansas routes each listed realm to.
+    /// Write a sharding.json with every assignment and rule (split port lists included), and
+    /// each realm listed in --realms as kansas routes it, for Django without kansas_zulip.
     ExportZulip {
-        /// File with one realm host per line.
+        /// File with one realm host per line (realms placed by hashing must be listed).
         #[arg(long)]
-        realms: PathBuf,
+        realms: Option<PathBuf>,
         /// Where to write (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
     },
 }
 
+/// How a routing change treats the queues of the realms it moves.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ChangeArgs {
+    /// What moved realms' existing queues do: drain (their old shard stays resident for the
+    /// drain window: nobody notices) or reload (their next poll gets BAD_EVENT_QUEUE_ID and the
+    /// client re-registers on the new shard). Default: queues.move_policy.
+    #[arg(long = "move")]
+    move_policy: Option<String>,
+    /// The drain window (e.g. 2h, 30m); implies --move drain. Default:
+    /// queues.drain_window_secs.
+    #[arg(long, allow_hyphen_values = true)]
+    drain_for: Option<String>,
+    /// Who is making the change (default: $SUDO_USER or $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RuleAction {
+    /// Add or replace the rule at PRIORITY (rules apply in ascending priority).
+    Set {
+        #[arg(allow_negative_numbers = true)]
+        priority: i32,
+        /// Regular expression, matched case-insensitively at the start of the realm host.
+        pattern: String,
+        /// SHARD or SHARD,SHARD,... (split by user).
+        shards: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Remove the rule at PRIORITY.
+    Remove {
+        #[arg(allow_negative_numbers = true)]
+        priority: i32,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum DbAction {
-    /// Apply missing migrations (safe to run twice).
-    Migrate,
+    /// Apply missing migrations and register the config file's shards (safe to run twice;
+    /// run it again after changing [[shards]]).
+    Migrate {
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// Print the schema version.
     Status,
 }
@@ -141,9 +238,11 @@ impl From<crate::store::StoreError> for CmdError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError::*;
         match e {
-            UrlEnvUnset(_) | BadUrl | SchemaNotMigrated { .. } | SchemaTooNew { .. } => {
-                CmdError::Usage(e.to_string())
-            }
+            UrlEnvUnset(_)
+            | BadUrl
+            | SchemaNotMigrated { .. }
+            | SchemaTooNew { .. }
+            | TooManyWindows { .. } => CmdError::Usage(e.to_string()),
             _ => CmdError::Failed(e.to_string()),
         }
     }

@@ -74,8 +74,13 @@ pub struct QueuesConfig {
     pub max_entries: usize,
     /// A queue unused this long is forgotten (Tornado deletes it after 600 s).
     pub idle_timeout: Duration,
-    /// The move policy for realms whose assignment does not set one.
+    /// What a moved realm's known queues do when a command does not say (`--move`).
     pub move_policy: crate::routing::MovePolicy,
+    /// How long a `drain` move keeps the realm resident on its old shard, unless a command
+    /// says otherwise (`--drain-for`).
+    pub drain_window: Duration,
+    /// At most this many drain windows open at once.
+    pub max_drain_windows: usize,
 }
 
 /// Where the routing authority lives (`[database]`).

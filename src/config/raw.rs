@@ -74,6 +74,8 @@ pub struct RawQueues {
     pub max_entries: Option<i64>,
     pub idle_timeout_secs: Option<f64>,
     pub move_policy: Option<String>,
+    pub drain_window_secs: Option<f64>,
+    pub max_drain_windows: Option<i64>,
 }
 
 /// `[database]`: PostgreSQL as the routing authority.

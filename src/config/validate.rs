@@ -177,6 +177,14 @@ fn queues(raw: Option<RawQueues>, p: &mut Problems) -> QueuesConfig {
             86_400.0,
         ),
         move_policy,
+        drain_window: p.secs(
+            "queues.drain_window_secs",
+            raw.drain_window_secs,
+            3600.0,
+            7.0 * 86_400.0,
+        ),
+        max_drain_windows: p.count("queues.max_drain_windows", raw.max_drain_windows, 16, 1, 64)
+            as usize,
     }
 }
 

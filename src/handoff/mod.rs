@@ -6,15 +6,17 @@
 //! state, and tells it to stop.
 
 pub mod fd;
+pub mod legacy;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::queues::SavedQueues;
-use crate::routing::MovePolicy;
+use crate::store::DbState;
 
-/// Version of the state envelope; a worker refuses any other.
-pub const STATE_FORMAT: u32 = 1;
+/// Version of the state envelope; a worker refuses any other (format 1, from a master of an
+/// earlier kansas, is read and answered by [`legacy`]).
+pub const STATE_FORMAT: u32 = 2;
 /// Largest frame accepted (a state with millions of queues fits).
 const MAX_FRAME: u32 = 1 << 30;
 
@@ -31,18 +33,10 @@ pub struct Envelope {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     /// The database's routing data, when the snapshot came from the database.
-    pub database: Option<SavedDatabase>,
+    pub database: Option<DbState>,
     pub queues: SavedQueues,
     /// Shards believed down (the new worker parks for them at once and probes).
     pub down_shards: Vec<String>,
-}
-
-/// `crate::store::DbState`, serializable.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SavedDatabase {
-    pub weights: Vec<(String, f64)>,
-    pub assignments: Vec<(String, String, Option<MovePolicy>)>,
-    pub rules: Vec<(i32, String, String)>,
 }
 
 /// Counters the master keeps, shown in the active worker's metrics.
@@ -93,11 +87,19 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
     msg: &T,
 ) -> std::io::Result<()> {
     let bytes = bincode::serialize(msg).map_err(std::io::Error::other)?;
+    write_raw_frame(w, &bytes).await
+}
+
+/// Writes one frame of already encoded bytes.
+pub async fn write_raw_frame<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     if bytes.len() > MAX_FRAME as usize {
         return Err(std::io::Error::other("frame too large"));
     }
     w.write_u32(bytes.len() as u32).await?;
-    w.write_all(&bytes).await?;
+    w.write_all(bytes).await?;
     w.flush().await
 }
 
@@ -105,6 +107,18 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
 pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
     r: &mut R,
 ) -> std::io::Result<Option<T>> {
+    match read_raw_frame(r).await? {
+        None => Ok(None),
+        Some(buf) => bincode::deserialize(&buf)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// Reads one frame's bytes; `Ok(None)` at a clean end of stream.
+pub async fn read_raw_frame<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<Vec<u8>>> {
     let len = match r.read_u32().await {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -118,14 +132,42 @@ pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
     }
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf).await?;
-    bincode::deserialize(&buf)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(Some(buf))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database state with a split assignment, a rule and a drain window.
+    fn database() -> DbState {
+        use crate::routing::state::{RoutingState, StateShard};
+        let mut db = DbState::default();
+        db.shards.insert("s1".into(), (Some(9801), 0.5));
+        db.assignments
+            .insert("r.example.com".into(), vec!["s1".into(), "s2".into()]);
+        db.rules.insert(10, ("^eu".into(), vec!["s1".into()]));
+        let state = RoutingState {
+            shards: vec![StateShard {
+                name: "s1".into(),
+                port: 9801,
+                weight: 1.0,
+            }],
+            ..RoutingState::default()
+        };
+        db.windows.insert(
+            7,
+            crate::store::WindowRow {
+                opened_at: 1.0,
+                until: 2.0,
+                change: "weight s1 1 -> 0.5".into(),
+                changed_by: "test".into(),
+                before: state.clone(),
+                after: state,
+            },
+        );
+        db
+    }
 
     #[tokio::test]
     async fn frames_round_trip() {
@@ -136,6 +178,7 @@ mod tests {
             generation: 3,
             state: State {
                 down_shards: vec!["s1".into()],
+                database: Some(database()),
                 ..State::default()
             },
         };
@@ -150,7 +193,10 @@ mod tests {
         write_frame(&mut a, &ToWorker::Stop).await.unwrap();
         drop(a);
         match read_frame::<_, ToMaster>(&mut b).await.unwrap() {
-            Some(ToMaster::State { state }) => assert_eq!(state.state.down_shards, vec!["s1"]),
+            Some(ToMaster::State { state }) => {
+                assert_eq!(state.state.down_shards, vec!["s1"]);
+                assert_eq!(state.state.database, Some(database()), "windows included");
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(

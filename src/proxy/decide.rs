@@ -1,10 +1,12 @@
-//! Where a request goes. A queue kansas knows goes to the shard it lives on, unless its realm
-//! has moved since (its route is no longer the queue's home) and the move policy is `reload`,
-//! in which case the GET is answered `BAD_EVENT_QUEUE_ID`. Anything else follows the realm's
-//! route: assignment, rule, hashing.
+//! Where a request goes. A queue kansas knows goes to the shard it lives on while that shard
+//! is one of the realm's shards: with a database, while it is *resident* (the realm's current
+//! shard, or one it still drains from, `docs/residency.md`); without one, while the realm has
+//! not moved since the queue was learned, or after a move when the configured policy is
+//! `drain`. Otherwise a GET is answered `BAD_EVENT_QUEUE_ID` (the client re-registers on the
+//! realm's shard). Anything else follows the realm's route: assignment, rule, hashing.
 
 use crate::queues::QueueMap;
-use crate::routing::{MovePolicy, ShardId, Snapshot};
+use crate::routing::{MovePolicy, Origin, ShardId, Snapshot};
 
 /// The outcome for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +22,7 @@ pub enum Decision {
     },
     /// Answer `400 BAD_EVENT_QUEUE_ID`; tell `old` to drop the queue.
     Reload { old: ShardId },
-    /// Nothing can serve the realm.
+    /// Nothing can serve the realm (every weight 0, or its shard is not in the config file).
     NoShard,
 }
 
@@ -46,7 +48,8 @@ pub fn queue_id(query: Option<&str>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Decides where a request for `realm` (and `queue_id`) goes.
+/// Decides where a request for `realm` (and `queue_id`) goes. `now` is seconds since the
+/// epoch (drain windows close by the clock).
 #[inline]
 pub fn decide(
     snapshot: &Snapshot,
@@ -55,37 +58,39 @@ pub fn decide(
     queue_id: Option<&str>,
     is_get: bool,
     default_policy: MovePolicy,
+    now: f64,
 ) -> Decision {
-    let current = snapshot.route(realm).map(|d| d.shard);
+    let route = snapshot.route_targets(realm);
+    let current = route.map(|(d, _)| d.shard);
     if let Some(entry) = queue_id.and_then(|q| queues.lookup(q)) {
-        if Some(entry.home) == current {
-            return Decision::Forward {
-                target: entry.shard,
-                home: entry.home,
-                known: true,
-                moved: false,
-            };
-        }
-        let policy = snapshot.move_policy(realm).unwrap_or(default_policy);
-        if is_get && policy == MovePolicy::Reload {
-            return Decision::Reload { old: entry.shard };
-        }
-        // Drain (or a non-GET, such as the client's own DELETE): the queue stays where it is.
-        return Decision::Forward {
+        let forward = |moved| Decision::Forward {
             target: entry.shard,
             home: entry.home,
             known: true,
-            moved: true,
+            moved,
         };
+        if route.is_some_and(|(_, targets)| targets.contains(&entry.shard)) {
+            return forward(false);
+        }
+        let stays = match snapshot.origin() {
+            Origin::Database => snapshot.is_resident(realm, entry.shard, now),
+            Origin::Config if Some(entry.home) == current => return forward(false),
+            Origin::Config => default_policy == MovePolicy::Drain,
+        };
+        // A non-GET (the client's own DELETE) goes to the queue wherever it is.
+        if stays || !is_get {
+            return forward(true);
+        }
+        return Decision::Reload { old: entry.shard };
     }
     match current {
-        Some(s) => Decision::Forward {
+        Some(s) if snapshot.reachable(s) => Decision::Forward {
             target: s,
             home: s,
             known: false,
             moved: false,
         },
-        None => Decision::NoShard,
+        _ => Decision::NoShard,
     }
 }
 
@@ -96,7 +101,7 @@ mod tests {
 
     use super::*;
     use crate::queues::QueueMetrics;
-    use crate::routing::Shard;
+    use crate::routing::{Origin, Shard};
 
     fn snapshot(assign_to: Option<ShardId>) -> Snapshot {
         let shards = (0..3)
@@ -164,22 +169,42 @@ mod tests {
         ];
         for (i, (snap, qid, get, policy, want)) in cases.into_iter().enumerate() {
             assert_eq!(
-                decide(snap, &q, "r.example.com", qid, get, policy),
+                decide(snap, &q, "r.example.com", qid, get, policy, 0.0),
                 want,
                 "case {i}"
             );
         }
-        // A per-assignment policy overrides the default.
-        let moved_reload = snapshot(Some(1))
-            .with_move_policies(HashMap::from([("r.example.com".to_string(), Reload)]));
+        // With a database, a moved realm's queue stays on its shard while the shard is
+        // resident (a drain window is open), then gets the reload answer, whatever the policy.
+        let db = |s: Snapshot| s.with_origin(Origin::Database);
+        let window = |until| crate::routing::Window {
+            id: 1,
+            opened_at: 0.0,
+            until,
+            change: "assign r.example.com s0 -> s1".into(),
+            changed_by: "test".into(),
+            before: snapshot(Some(0)),
+            after: snapshot(Some(1)),
+        };
+        let draining = db(snapshot(Some(1))).with_windows(vec![window(100.0)]);
+        let known =
+            |s: &Snapshot, now| decide(s, &q, "r.example.com", Some("known"), true, Reload, now);
+        assert_eq!(known(&draining, 10.0), fwd(0, 0, true, true));
+        assert_eq!(known(&draining, 100.0), Decision::Reload { old: 0 });
+        assert_eq!(
+            known(&db(snapshot(Some(1))), 10.0),
+            Decision::Reload { old: 0 }
+        );
+        // Drain as the default policy does not keep a queue without a window.
         assert_eq!(
             decide(
-                &moved_reload,
+                &db(snapshot(Some(1))),
                 &q,
                 "r.example.com",
                 Some("known"),
                 true,
-                Drain
+                Drain,
+                0.0
             ),
             Decision::Reload { old: 0 }
         );

@@ -10,14 +10,14 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Empty, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::Watched;
 use super::handler::ClientBody;
 use super::headers::{self, X_REQUEST_ID};
-use super::upstream::{classify, UpstreamBody};
+use super::upstream::{self, classify, UpstreamBody};
 use super::Proxy;
 use crate::config::TimeoutAnswer;
 use crate::error::{json_response, ProxyError};
@@ -41,47 +41,116 @@ pub struct Route<'a> {
     pub queue_id: Option<&'a str>,
 }
 
+/// A request's body as kansas has it: still streaming from the client, or already read.
+pub enum Payload {
+    Stream(Incoming),
+    Buffered(Bytes),
+}
+
+impl Payload {
+    fn is_empty(&self) -> bool {
+        match self {
+            Payload::Stream(b) => b.is_end_stream(),
+            Payload::Buffered(b) => b.is_empty(),
+        }
+    }
+}
+
 /// Sends the request and returns the answer, headers cleaned, body streaming. `final_shard`
-/// is set to the shard that answered (after a redirect, the redirect's).
+/// is set to the shard that answered (after a redirect, the redirect's; after an unknown
+/// queue was found on another resident shard, that one's).
 pub async fn forward(
     proxy: &Proxy,
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
+    payload: Payload,
     peer: SocketAddr,
     route: Route<'_>,
     request_id: &HeaderValue,
     final_shard: &mut ShardId,
 ) -> Result<Response<ClientBody>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
     let limit = proxy.limits.max_body_bytes;
-    if body.size_hint().exact().is_some_and(|len| len > limit) {
-        return Err(ProxyError::BodyTooLarge);
+    if let Payload::Stream(body) = &payload {
+        if body.size_hint().exact().is_some_and(|len| len > limit) {
+            return Err(ProxyError::BodyTooLarge);
+        }
     }
     let path_and_query = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = upstream_uri(proxy, route.target, path_and_query);
+    parts.uri = upstream_uri(proxy, route.target, path_and_query.clone());
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // An unknown queue of a realm that drains may be on any of its resident shards.
+    let others = other_resident_shards(proxy, &route);
 
     // Only a bodiless GET is safe to hold, send again, or redirect.
-    if parts.method == Method::GET && body.is_end_stream() {
+    if parts.method == Method::GET && payload.is_empty() {
         let registration = route.queue_id.is_none() && is_registration(&parts.uri);
-        let resp = get(proxy, route.target, parts.uri, parts.headers, final_shard).await?;
+        let mut resp = get(
+            proxy,
+            route.target,
+            parts.uri,
+            parts.headers.clone(),
+            final_shard,
+        )
+        .await?;
+        for other in others {
+            let bad = match bad_queue(proxy, resp).await? {
+                Ok(bad) => bad,
+                Err(answer) => {
+                    resp = answer;
+                    break;
+                }
+            };
+            let uri = upstream_uri(proxy, other, path_and_query.clone());
+            let mut shard = other;
+            resp = match get(proxy, other, uri, parts.headers.clone(), &mut shard).await {
+                Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
+                    *final_shard = shard;
+                    r
+                }
+                // Not there either (or not reachable): the first shard's answer stands.
+                _ => bad.response(),
+            };
+        }
         return learn_from_get(proxy, &route, registration, *final_shard, resp).await;
     }
     let method = parts.method.clone();
-    let body: UpstreamBody = if body.is_end_stream() {
-        Either::Right(Empty::new())
-    } else {
-        Either::Left(Limited::new(body, limit as usize))
+    let (body, retry): (UpstreamBody, Option<Bytes>) = match payload {
+        Payload::Stream(b) if b.is_end_stream() => (upstream::empty(), Some(Bytes::new())),
+        Payload::Stream(b) => (Either::Left(Limited::new(b, limit as usize)), None),
+        Payload::Buffered(b) => (upstream::full(b.clone()), Some(b)),
     };
-    let resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
+    let headers = parts.headers.clone();
+    let mut resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
+    if let Some(bytes) = retry.filter(|_| method == Method::DELETE) {
+        for other in others {
+            let bad = match bad_queue(proxy, resp).await? {
+                Ok(bad) => bad,
+                Err(answer) => {
+                    resp = answer;
+                    break;
+                }
+            };
+            let mut req = Request::new(upstream::full(bytes.clone()));
+            *req.method_mut() = Method::DELETE;
+            *req.uri_mut() = upstream_uri(proxy, other, path_and_query.clone());
+            *req.headers_mut() = headers.clone();
+            resp = match attempt(proxy, other, req).await {
+                Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
+                    *final_shard = other;
+                    r
+                }
+                _ => bad.response(),
+            };
+        }
+    }
     if resp.headers().contains_key(X_ACCEL_REDIRECT) {
         tracing::error!(method = %method, shard = proxy.shard_name(route.target), "X-Accel-Redirect on a request that is not a GET");
         return Err(ProxyError::BadRedirect);
@@ -93,6 +162,79 @@ pub async fn forward(
         }
     }
     Ok(resp)
+}
+
+/// The realm's other resident shards kansas can reach, in order, when the request names a
+/// queue the map does not know and the realm drains; else none (the usual case, at no cost).
+fn other_resident_shards(proxy: &Proxy, route: &Route<'_>) -> Vec<ShardId> {
+    if route.known || route.queue_id.is_none() {
+        return Vec::new();
+    }
+    let snapshot = proxy.snapshot.load();
+    let now = crate::routing::residency::now_epoch();
+    if !snapshot.draining(now) {
+        return Vec::new();
+    }
+    snapshot
+        .resident(route.realm, now)
+        .into_iter()
+        .filter_map(|r| r.shard)
+        .filter(|&id| id != route.target && snapshot.reachable(id))
+        .collect()
+}
+
+/// A shard's `BAD_EVENT_QUEUE_ID` answer, read whole (it is small and immediate) so it can be
+/// given to the client if no other shard has the queue.
+struct BadQueue {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl BadQueue {
+    fn response(&self) -> Response<ClientBody> {
+        let mut resp = Response::new(Either::Right(Full::new(self.body.clone())));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers.clone();
+        resp
+    }
+}
+
+/// Sorts an answer: `Err` with the answer (a 400 read whole) when it is anything but
+/// `BAD_EVENT_QUEUE_ID`, `Ok` with the read answer when it is.
+async fn bad_queue(
+    proxy: &Proxy,
+    resp: Response<ClientBody>,
+) -> Result<Result<BadQueue, Response<ClientBody>>, ProxyError> {
+    if resp.status() != StatusCode::BAD_REQUEST {
+        return Ok(Err(resp));
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = read_small(proxy, body).await?;
+    let bad = BadQueue {
+        status: parts.status,
+        headers: parts.headers,
+        body: bytes,
+    };
+    let is_bad_queue = serde_json::from_slice::<serde_json::Value>(&bad.body)
+        .is_ok_and(|v| v["code"] == "BAD_EVENT_QUEUE_ID");
+    Ok(if is_bad_queue {
+        Ok(bad)
+    } else {
+        Err(bad.response())
+    })
+}
+
+/// Reads a small answer body whole (bounded in size, and in time like any answer head).
+async fn read_small(proxy: &Proxy, body: ClientBody) -> Result<Bytes, ProxyError> {
+    let collect = Limited::new(body, MAX_REGISTRATION_BODY).collect();
+    Ok(
+        tokio::time::timeout(proxy.timeouts.upstream_response, collect)
+            .await
+            .map_err(|_| ProxyError::UpstreamTimeout)?
+            .map_err(|_| ProxyError::UpstreamBodyFailed)?
+            .to_bytes(),
+    )
 }
 
 /// A queue-creating GET: an events path, no `queue_id`, `dont_block=true`. Its answer is small
@@ -154,7 +296,7 @@ async fn get(
         *final_shard = shard;
         let park = proxy.park(shard);
         if park.is_up() || !proxy.parking.enabled {
-            let mut req = Request::new(Either::Right(Empty::new()));
+            let mut req = Request::new(upstream::empty());
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = headers.clone();
             match attempt(proxy, shard, req).await {
@@ -244,12 +386,7 @@ async fn learn_from_get(
             // Small and immediate: read it to learn the new queue's id (bounded in size and
             // time, like any answer head).
             let (parts, body) = resp.into_parts();
-            let collect = Limited::new(body, MAX_REGISTRATION_BODY).collect();
-            let bytes = tokio::time::timeout(proxy.timeouts.upstream_response, collect)
-                .await
-                .map_err(|_| ProxyError::UpstreamTimeout)?
-                .map_err(|_| ProxyError::UpstreamBodyFailed)?
-                .to_bytes();
+            let bytes = read_small(proxy, body).await?;
             if let Some(q) = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v["queue_id"].as_str().map(str::to_string))
@@ -267,22 +404,27 @@ async fn learn_from_get(
 /// shard in the background, with the client's own credentials, so Tornado frees it.
 pub fn reload(
     proxy: &std::sync::Arc<Proxy>,
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
     peer: SocketAddr,
     old: ShardId,
     queue_id: &str,
 ) -> Response<ClientBody> {
     proxy.queues.forget(queue_id);
     proxy.metrics.queues.reload_moves.inc();
-    let (mut parts, _body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
-    let query: String = form_urlencoded::Serializer::new(String::new())
+    // Sent as clients send it: `queue_id` in a form-encoded body.
+    let form: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("queue_id", queue_id)
         .finish();
-    if let Ok(path) = PathAndQuery::try_from(format!("{}?{query}", parts.uri.path())) {
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    if let Ok(path) = PathAndQuery::try_from(parts.uri.path()) {
         let uri = upstream_uri(proxy, old, path);
-        let mut delete = Request::new(Either::Right(Empty::new()));
+        let mut delete = Request::new(upstream::full(Bytes::from(form)));
         *delete.method_mut() = Method::DELETE;
         *delete.uri_mut() = uri;
         *delete.headers_mut() = parts.headers;

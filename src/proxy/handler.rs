@@ -8,16 +8,17 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
-use http_body_util::{Either, Full};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 
 use super::body::Watched;
 use super::decide::{self, Decision};
-use super::forward::{self, Route};
+use super::forward::{self, Payload, Route};
 use super::headers::{self, X_REQUEST_ID};
 use super::Proxy;
 use crate::error::ProxyError;
-use crate::routing::{normalize_host, HostError};
+use crate::routing::{normalize_host, HostError, ShardId};
 
 /// What the client receives: the shard's streamed answer or kansas's own.
 pub type ClientBody = Either<Watched, Full<Bytes>>;
@@ -48,60 +49,7 @@ pub async fn handle(
     let mut shard = None;
     let result = match &realm {
         Err(e) => Err(*e),
-        Ok(realm) => {
-            let queue_id = decide::queue_id(req.uri().query());
-            let decision = decide::decide(
-                &proxy.snapshot.load(),
-                &proxy.queues,
-                realm,
-                queue_id.as_deref(),
-                req.method() == Method::GET,
-                proxy.default_move_policy,
-            );
-            match (decision, queue_id.as_deref()) {
-                (Decision::NoShard, _) => Err(ProxyError::NoShard),
-                (Decision::Reload { old }, Some(q)) => {
-                    shard = Some(old);
-                    Ok(forward::reload(&proxy, req, peer, old, q))
-                }
-                (Decision::Reload { .. }, None) => unreachable!("reload needs a known queue"),
-                (
-                    Decision::Forward {
-                        target,
-                        home,
-                        known,
-                        moved,
-                    },
-                    q,
-                ) => {
-                    if moved {
-                        proxy.metrics.queues.drain_moves.inc();
-                    }
-                    let route = Route {
-                        target,
-                        home,
-                        known,
-                        realm,
-                        queue_id: q,
-                    };
-                    let mut final_shard = target;
-                    // Boxed: hyper moves the handler's future into place for every request and
-                    // keeps that space for the connection's life; forwarding state (3.7 KB) is
-                    // only needed while a request is in flight.
-                    let r = Box::pin(forward::forward(
-                        &proxy,
-                        req,
-                        peer,
-                        route,
-                        &request_id,
-                        &mut final_shard,
-                    ))
-                    .await;
-                    shard = Some(final_shard);
-                    r
-                }
-            }
-        }
+        Ok(realm) => route(&proxy, req, peer, realm, &request_id, &mut shard).await,
     };
     let mut resp = match result {
         Ok(resp) => resp,
@@ -142,6 +90,111 @@ pub async fn handle(
         request_id: request_id.to_str().unwrap_or("-"),
     });
     Ok(resp)
+}
+
+/// Routes and forwards a request for a valid realm; `shard` is set to the shard that answered.
+async fn route(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    realm: &str,
+    request_id: &http::HeaderValue,
+    shard: &mut Option<ShardId>,
+) -> Result<Response<ClientBody>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let mut queue_id = decide::queue_id(parts.uri.query());
+    let mut payload = Payload::Stream(body);
+    if parts.method == Method::DELETE && queue_id.is_none() {
+        // Zulip's clients send a DELETE's queue_id in a form-encoded body.
+        let Payload::Stream(body) = payload else {
+            unreachable!("just built")
+        };
+        let bytes = read_body(proxy, body).await?;
+        queue_id = decide::queue_id(std::str::from_utf8(&bytes).ok());
+        payload = Payload::Buffered(bytes);
+    }
+    let snapshot = proxy.snapshot.load();
+    let decision = decide::decide(
+        &snapshot,
+        &proxy.queues,
+        realm,
+        queue_id.as_deref(),
+        parts.method == Method::GET,
+        proxy.default_move_policy,
+        crate::routing::residency::now_epoch(),
+    );
+    match (decision, queue_id.as_deref()) {
+        (Decision::NoShard, _) => {
+            if let Some(d) = snapshot
+                .route(realm)
+                .filter(|d| !snapshot.reachable(d.shard))
+            {
+                tracing::error!(
+                    realm,
+                    shard = snapshot.shard(d.shard).name,
+                    "the realm routes to a shard the config file does not have"
+                );
+            }
+            Err(ProxyError::NoShard)
+        }
+        (Decision::Reload { old }, Some(q)) => {
+            *shard = Some(old);
+            Ok(forward::reload(proxy, parts, peer, old, q))
+        }
+        (Decision::Reload { .. }, None) => unreachable!("reload needs a known queue"),
+        (
+            Decision::Forward {
+                target,
+                home,
+                known,
+                moved,
+            },
+            q,
+        ) => {
+            drop(snapshot);
+            if moved {
+                proxy.metrics.queues.drain_moves.inc();
+            }
+            let route = Route {
+                target,
+                home,
+                known,
+                realm,
+                queue_id: q,
+            };
+            let mut final_shard = target;
+            // Boxed: hyper moves the handler's future into place for every request and
+            // keeps that space for the connection's life; forwarding state (3.7 KB) is
+            // only needed while a request is in flight.
+            let r = Box::pin(forward::forward(
+                proxy,
+                parts,
+                payload,
+                peer,
+                route,
+                request_id,
+                &mut final_shard,
+            ))
+            .await;
+            *shard = Some(final_shard);
+            r
+        }
+    }
+}
+
+/// Reads a request body whole (a `DELETE`'s small form), within the body limit and the
+/// client timeout.
+async fn read_body(proxy: &Proxy, body: Incoming) -> Result<Bytes, ProxyError> {
+    let limit = proxy.limits.max_body_bytes;
+    if body.size_hint().exact().is_some_and(|len| len > limit) {
+        return Err(ProxyError::BodyTooLarge);
+    }
+    let collect = http_body_util::Limited::new(body, limit as usize).collect();
+    match tokio::time::timeout(proxy.timeouts.client_header, collect).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge),
+        _ => Err(ProxyError::BadRequest),
+    }
 }
 
 /// The realm: the `Host` header (or the request target's authority), normalized.

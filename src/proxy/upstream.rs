@@ -7,7 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{Either, Empty, Limited};
+use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -15,8 +15,19 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::ProxyError;
 
-/// What a request sends upstream: the client's body (bounded) or nothing.
-pub type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
+/// What a request sends upstream: the client's body (bounded, streamed), nothing, or a body
+/// kansas has read already (a `DELETE`'s form, to find its `queue_id`).
+pub type UpstreamBody = Either<Limited<Incoming>, Either<Empty<Bytes>, Full<Bytes>>>;
+
+/// No body.
+pub fn empty() -> UpstreamBody {
+    Either::Right(Either::Left(Empty::new()))
+}
+
+/// A body already read.
+pub fn full(bytes: Bytes) -> UpstreamBody {
+    Either::Right(Either::Right(Full::new(bytes)))
+}
 
 /// The shared upstream client.
 pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;

@@ -7,17 +7,25 @@
 
 pub mod host;
 pub mod rendezvous;
+pub mod residency;
+pub mod state;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
 pub use host::{normalize_host, HostError};
 use rendezvous::{Candidate, Table};
+pub use residency::{Resident, Window};
 
 /// Index of a shard in [`Snapshot::shards`].
 pub type ShardId = usize;
+
+/// A realm's shards: one, or several for a Zulip realm split by user (user `u` lives on
+/// `targets[u % len]`).
+pub type Targets = Arc<[ShardId]>;
 
 /// A Tornado shard as routing and proxying see it.
 #[derive(Debug, Clone)]
@@ -36,17 +44,25 @@ pub struct Rule {
     /// The pattern as written in the configuration.
     pub pattern: String,
     pub regex: Regex,
+    /// The first of `targets`.
     pub shard: ShardId,
+    pub targets: Targets,
 }
 
 impl Rule {
     /// Compiles `pattern` with Zulip's semantics (`re.match(pattern, host, re.IGNORECASE)`).
     pub fn new(pattern: &str, shard: ShardId) -> Result<Rule, regex::Error> {
+        Rule::split(pattern, Arc::from([shard]))
+    }
+
+    /// A rule sending matching realms to several shards, split by user. `targets` is not empty.
+    pub fn split(pattern: &str, targets: Targets) -> Result<Rule, regex::Error> {
         let regex = Regex::new(&format!("(?i)^(?:{pattern})"))?;
         Ok(Rule {
             pattern: pattern.to_string(),
             regex,
-            shard,
+            shard: targets[0],
+            targets,
         })
     }
 }
@@ -135,18 +151,27 @@ pub enum SnapshotError {
 }
 
 /// Everything routing needs, immutable once built.
+///
+/// `shards` are the shards kansas can reach (ids `0..n` from the configuration file, stable
+/// for the life of the process), then any "ghost" shards: shards the database registers that
+/// the configuration file does not have. Ghosts take part in hashing, so every process agrees
+/// on every realm's shard, but kansas cannot forward to them ([`Snapshot::reachable`]).
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     shards: Vec<Shard>,
+    /// How many of `shards` kansas can reach (the rest are ghosts).
+    reachable: usize,
     by_name: HashMap<String, ShardId>,
-    assignments: HashMap<String, ShardId>,
+    assignments: HashMap<String, Targets>,
     rules: Vec<Rule>,
     candidates: Vec<Candidate>,
     table: Table,
     origin: Origin,
-    /// Per-realm move policies (from database assignments); others use the default.
-    move_policies: HashMap<String, MovePolicy>,
     by_port: HashMap<u16, ShardId>,
+    /// `[i]` is a one-shard target list for shard `i`, so a hashed route is a slice too.
+    singles: Vec<ShardId>,
+    /// Open and closed drain windows, newest first (see [`residency`]).
+    windows: Arc<[Window]>,
 }
 
 impl Snapshot {
@@ -155,6 +180,22 @@ impl Snapshot {
     pub fn new(
         shards: Vec<Shard>,
         assignments: HashMap<String, ShardId>,
+        rules: Vec<Rule>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let assignments = assignments
+            .into_iter()
+            .map(|(realm, id)| (realm, Targets::from([id])))
+            .collect();
+        let reachable = shards.len();
+        Snapshot::build(shards, reachable, assignments, rules)
+    }
+
+    /// Builds a snapshot whose assignments may split realms over several shards, and whose
+    /// shards past `reachable` are ghosts.
+    pub fn build(
+        shards: Vec<Shard>,
+        reachable: usize,
+        assignments: HashMap<String, Targets>,
         rules: Vec<Rule>,
     ) -> Result<Snapshot, SnapshotError> {
         if shards.is_empty() {
@@ -172,21 +213,23 @@ impl Snapshot {
             .map(|(i, s)| Candidate::new(i, &s.name, s.weight))
             .collect();
         let table = Table::new(&candidates);
-        let by_port = shards
+        let by_port = shards[..reachable.min(shards.len())]
             .iter()
             .enumerate()
             .map(|(i, s)| (s.port, i))
             .collect();
         Ok(Snapshot {
-            move_policies: HashMap::new(),
             by_port,
             origin: Origin::Config,
             table,
+            singles: (0..shards.len()).collect(),
+            reachable: reachable.min(shards.len()),
             shards,
             by_name,
             assignments,
             rules,
             candidates,
+            windows: Arc::from([]),
         })
     }
 
@@ -200,28 +243,41 @@ impl Snapshot {
         self.origin
     }
 
-    /// Sets per-realm move policies.
-    pub fn with_move_policies(mut self, policies: HashMap<String, MovePolicy>) -> Snapshot {
-        self.move_policies = policies;
+    /// Sets the drain windows (any order; kept newest first).
+    pub fn with_windows(mut self, mut windows: Vec<Window>) -> Snapshot {
+        windows.sort_by(|a, b| {
+            b.opened_at
+                .total_cmp(&a.opened_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        self.windows = windows.into();
         self
     }
 
-    /// The realm's own move policy, if its assignment has one.
-    #[inline]
-    pub fn move_policy(&self, realm: &str) -> Option<MovePolicy> {
-        if self.move_policies.is_empty() {
-            return None;
-        }
-        self.move_policies.get(realm).copied()
+    /// The drain windows, newest first (closed ones included: check `until`).
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
     }
 
-    /// The shard answering to a Tornado port (for `X-Accel-Redirect`).
+    /// The shard answering to a Tornado port (for `X-Accel-Redirect`); reachable shards only.
     pub fn shard_by_port(&self, port: u16) -> Option<ShardId> {
         self.by_port.get(&port).copied()
     }
 
+    /// Every shard, the reachable ones first, then ghosts.
     pub fn shards(&self) -> &[Shard] {
         &self.shards
+    }
+
+    /// How many shards kansas can reach (ids `0..n`; the rest are ghosts).
+    pub fn reachable_count(&self) -> usize {
+        self.reachable
+    }
+
+    /// Whether kansas can forward to this shard (it is in the configuration file).
+    #[inline]
+    pub fn reachable(&self, id: ShardId) -> bool {
+        id < self.reachable
     }
 
     pub fn shard(&self, id: ShardId) -> &Shard {
@@ -236,12 +292,12 @@ impl Snapshot {
         &self.rules
     }
 
-    pub fn assignments(&self) -> &HashMap<String, ShardId> {
+    pub fn assignments(&self) -> &HashMap<String, Targets> {
         &self.assignments
     }
 
     /// Routes a normalized realm host. `None` only when nothing is assigned or matched and
-    /// every shard has weight 0.
+    /// every shard has weight 0. For a realm split by user, the first of its shards.
     ///
     /// ```
     /// use kansas::routing::{Rule, Shard, Snapshot, Source};
@@ -257,23 +313,34 @@ impl Snapshot {
     /// ```
     #[inline]
     pub fn route(&self, realm: &str) -> Option<Decision> {
-        if let Some(&shard) = self.assignments.get(realm) {
-            return Some(Decision {
-                shard,
+        self.route_targets(realm).map(|(d, _)| d)
+    }
+
+    /// Routes a realm to all of its shards (several for a realm split by user).
+    #[inline]
+    pub fn route_targets(&self, realm: &str) -> Option<(Decision, &[ShardId])> {
+        if let Some(targets) = self.assignments.get(realm) {
+            let d = Decision {
+                shard: targets[0],
                 source: Source::Assignment,
-            });
+            };
+            return Some((d, targets));
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.regex.is_match(realm) {
-                return Some(Decision {
+                let d = Decision {
                     shard: rule.shard,
                     source: Source::Rule(i),
-                });
+                };
+                return Some((d, &rule.targets));
             }
         }
-        self.hash(realm).map(|shard| Decision {
-            shard,
-            source: Source::Hash,
+        self.hash(realm).map(|shard| {
+            let d = Decision {
+                shard,
+                source: Source::Hash,
+            };
+            (d, &self.singles[shard..shard + 1])
         })
     }
 

@@ -118,7 +118,8 @@ impl Follower {
         tracing::info!(
             assignments = state.assignments.len(),
             rules = state.rules.len(),
-            weights = state.weights.len(),
+            shards = state.shards.len(),
+            windows = state.windows.len(),
             "database connected: routing follows it"
         );
         let mut resync = tokio::time::interval_at(Instant::now() + self.db.resync, self.db.resync);

@@ -12,14 +12,16 @@ pub mod follow;
 pub mod schema;
 pub mod zulip;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::DatabaseConfig;
-use crate::routing::{normalize_host, MovePolicy, Rule, Snapshot};
+pub use crate::routing::state::Ignored;
+use crate::routing::state::{RoutingState, StateRule, StateShard};
+use crate::routing::{Snapshot, Window};
 
 /// Why a database operation failed. Messages never contain the connection string.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,15 @@ pub enum StoreError {
     SchemaTooNew { found: i32, known: i32 },
     #[error("the database connection closed")]
     Closed,
+    #[error(
+        "{open} drain windows are open (queues.max_drain_windows is {max}); the next closes at \
+         {next_close} UTC: wait, or close one with `kansas residency --close ID`"
+    )]
+    TooManyWindows {
+        open: usize,
+        max: usize,
+        next_close: String,
+    },
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -125,16 +136,136 @@ pub async fn connect(
     Ok((client, rx))
 }
 
+/// One drain window as stored (`kansas.drain_windows`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRow {
+    pub opened_at: f64,
+    pub until: f64,
+    pub change: String,
+    pub changed_by: String,
+    pub before: RoutingState,
+    pub after: RoutingState,
+}
+
 /// What the database says about routing.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DbState {
-    pub weights: HashMap<String, f64>,
-    /// realm → shard name.
-    pub assignments: HashMap<String, String>,
-    /// realm → its assignment's move policy, where set.
-    pub policies: HashMap<String, MovePolicy>,
-    /// priority → (pattern, shard name), applied in priority order.
-    pub rules: BTreeMap<i32, (String, String)>,
+    /// Shard name → (Tornado port, weight); a row without a port is not registered yet.
+    pub shards: BTreeMap<String, (Option<u16>, f64)>,
+    /// Realm → its shards (several: split by user).
+    pub assignments: BTreeMap<String, Vec<String>>,
+    /// Priority → (pattern, shards), applied in priority order.
+    pub rules: BTreeMap<i32, (String, Vec<String>)>,
+    /// Drain windows open when last read, by id.
+    pub windows: BTreeMap<i64, WindowRow>,
+}
+
+impl DbState {
+    /// The current routing state: registered shards (by name), assignments, rules in order.
+    pub fn current(&self) -> RoutingState {
+        RoutingState {
+            shards: self
+                .shards
+                .iter()
+                .filter_map(|(name, (port, weight))| {
+                    port.map(|port| StateShard {
+                        name: name.clone(),
+                        port,
+                        weight: *weight,
+                    })
+                })
+                .collect(),
+            assignments: self.assignments.clone(),
+            rules: self
+                .rules
+                .iter()
+                .map(|(priority, (pattern, shards))| StateRule {
+                    priority: *priority,
+                    pattern: pattern.clone(),
+                    shards: shards.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn shard_list(first: String, split: Option<Vec<String>>) -> Vec<String> {
+    match split {
+        Some(list) if !list.is_empty() => list,
+        _ => vec![first],
+    }
+}
+
+/// Reads the routing tables (not the windows) inside an open transaction.
+pub async fn load_tables(tx: &tokio_postgres::Transaction<'_>) -> Result<DbState, StoreError> {
+    let mut state = DbState::default();
+    for row in tx
+        .query("SELECT name, port, weight FROM kansas.shards", &[])
+        .await?
+    {
+        let port: Option<i32> = row.get(1);
+        state.shards.insert(
+            row.get(0),
+            (port.and_then(|p| u16::try_from(p).ok()), row.get(2)),
+        );
+    }
+    for row in tx
+        .query(
+            "SELECT realm, shard, split_shards FROM kansas.realm_assignments",
+            &[],
+        )
+        .await?
+    {
+        state
+            .assignments
+            .insert(row.get(0), shard_list(row.get(1), row.get(2)));
+    }
+    for row in tx
+        .query(
+            "SELECT priority, pattern, shard, split_shards FROM kansas.realm_rules",
+            &[],
+        )
+        .await?
+    {
+        state
+            .rules
+            .insert(row.get(0), (row.get(1), shard_list(row.get(2), row.get(3))));
+    }
+    Ok(state)
+}
+
+/// Reads the drain windows still open inside an open transaction.
+pub async fn load_windows(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<BTreeMap<i64, WindowRow>, StoreError> {
+    let mut windows = BTreeMap::new();
+    for row in tx
+        .query(
+            "SELECT id, extract(epoch FROM opened_at)::float8, extract(epoch FROM until)::float8,
+                    change, changed_by, before::text, after::text
+             FROM kansas.drain_windows WHERE until > now() ORDER BY id",
+            &[],
+        )
+        .await?
+    {
+        let id: i64 = row.get(0);
+        let parse = |i: usize| -> Result<RoutingState, StoreError> {
+            serde_json::from_str(row.get::<_, &str>(i))
+                .map_err(|e| StoreError::Query(format!("drain window {id}: {e}")))
+        };
+        windows.insert(
+            id,
+            WindowRow {
+                opened_at: row.get(1),
+                until: row.get(2),
+                change: row.get(3),
+                changed_by: row.get(4),
+                before: parse(5)?,
+                after: parse(6)?,
+            },
+        );
+    }
+    Ok(windows)
 }
 
 /// Reads the whole state in one consistent snapshot.
@@ -145,39 +276,8 @@ pub async fn load(client: &mut Client) -> Result<DbState, StoreError> {
         .read_only(true)
         .start()
         .await?;
-    let mut state = DbState::default();
-    for row in tx
-        .query("SELECT shard, weight FROM kansas.shard_weights", &[])
-        .await?
-    {
-        state.weights.insert(row.get(0), row.get(1));
-    }
-    for row in tx
-        .query(
-            "SELECT realm, shard, move_policy FROM kansas.realm_assignments",
-            &[],
-        )
-        .await?
-    {
-        let realm: String = row.get(0);
-        if let Some(p) = row
-            .get::<_, Option<String>>(2)
-            .as_deref()
-            .and_then(MovePolicy::parse)
-        {
-            state.policies.insert(realm.clone(), p);
-        }
-        state.assignments.insert(realm, row.get(1));
-    }
-    for row in tx
-        .query(
-            "SELECT priority, pattern, shard FROM kansas.realm_rules",
-            &[],
-        )
-        .await?
-    {
-        state.rules.insert(row.get(0), (row.get(1), row.get(2)));
-    }
+    let mut state = load_tables(&tx).await?;
+    state.windows = load_windows(&tx).await?;
     tx.commit().await?;
     Ok(state)
 }
@@ -193,7 +293,8 @@ struct Change {
 
 impl DbState {
     /// Applies one notification payload. `false` when it cannot be applied incrementally
-    /// (a TRUNCATE, or a payload it does not understand): then the caller re-reads everything.
+    /// (a TRUNCATE, a drain window, or a payload it does not understand): then the caller
+    /// re-reads everything.
     pub fn apply(&mut self, payload: &str) -> bool {
         let Ok(change) = serde_json::from_str::<Change>(payload) else {
             return false;
@@ -214,16 +315,13 @@ impl DbState {
 
     fn remove(&mut self, table: &str, row: &serde_json::Value) -> bool {
         match table {
-            "shard_weights" => row["shard"]
+            "shards" => row["name"]
                 .as_str()
-                .map(|k| self.weights.remove(k))
+                .map(|k| self.shards.remove(k))
                 .is_some(),
             "realm_assignments" => row["realm"]
                 .as_str()
-                .map(|k| {
-                    self.policies.remove(k);
-                    self.assignments.remove(k)
-                })
+                .map(|k| self.assignments.remove(k))
                 .is_some(),
             "realm_rules" => row["priority"]
                 .as_i64()
@@ -235,28 +333,33 @@ impl DbState {
 
     fn insert(&mut self, table: &str, row: &serde_json::Value) -> bool {
         let text = |k: &str| row[k].as_str().map(str::to_string);
+        let list = |first: String| {
+            let split = row["split_shards"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            });
+            shard_list(first, split)
+        };
         match table {
-            "shard_weights" => match (text("shard"), row["weight"].as_f64()) {
-                (Some(shard), Some(weight)) => {
-                    self.weights.insert(shard, weight);
+            "shards" => match (text("name"), row["weight"].as_f64()) {
+                (Some(name), Some(weight)) => {
+                    let port = row["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+                    self.shards.insert(name, (port, weight));
                     true
                 }
                 _ => false,
             },
             "realm_assignments" => match (text("realm"), text("shard")) {
                 (Some(realm), Some(shard)) => {
-                    match row["move_policy"].as_str().and_then(MovePolicy::parse) {
-                        Some(p) => self.policies.insert(realm.clone(), p),
-                        None => self.policies.remove(&realm),
-                    };
-                    self.assignments.insert(realm, shard);
+                    self.assignments.insert(realm, list(shard));
                     true
                 }
                 _ => false,
             },
             "realm_rules" => match (row["priority"].as_i64(), text("pattern"), text("shard")) {
                 (Some(p), Some(pattern), Some(shard)) => {
-                    self.rules.insert(p as i32, (pattern, shard));
+                    self.rules.insert(p as i32, (pattern, list(shard)));
                     true
                 }
                 _ => false,
@@ -266,73 +369,53 @@ impl DbState {
     }
 }
 
-/// A database row that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ignored {
-    pub what: String,
-    pub why: String,
-}
-
-/// The routing snapshot: the config's shards with the database's weights, assignments and rules.
-/// Rows naming a shard the config does not know (or an invalid host or pattern) are skipped
-/// and returned.
+/// The routing snapshot: the database's routing state over the config file's shards, with its
+/// drain windows. Rows that cannot be used, and disagreements between the database's shard
+/// registry and the config file, are returned to be logged.
 pub fn compose(base: &Snapshot, db: &DbState) -> (Snapshot, Vec<Ignored>) {
-    let mut ignored = Vec::new();
-    let mut shards = base.shards().to_vec();
-    for (name, weight) in &db.weights {
-        match shards.iter_mut().find(|s| &s.name == name) {
-            Some(s) => s.weight = *weight,
-            None => ignored.push(Ignored {
-                what: format!("shard_weights row for {name:?}"),
-                why: "no such shard in the config file".into(),
+    let current = db.current();
+    let (snapshot, mut ignored) = current.snapshot(base);
+    for s in &base.shards()[..base.reachable_count()] {
+        match db.shards.get(&s.name) {
+            None | Some((None, _)) => ignored.push(Ignored {
+                what: format!("shard {}", s.name),
+                why: "in the config file but not registered in the database (run `kansas db migrate`): no realm routes to it".into(),
             }),
+            Some((Some(port), _)) if *port != s.port => ignored.push(Ignored {
+                what: format!("shard {}", s.name),
+                why: format!(
+                    "the database gives Tornado port {port}, the config file {}: Django uses the database's",
+                    s.port
+                ),
+            }),
+            _ => {}
         }
     }
-    let mut assignments = HashMap::with_capacity(db.assignments.len());
-    for (realm, shard) in &db.assignments {
-        match (base.shard_id(shard), normalize_host(realm)) {
-            (Some(id), Ok(norm)) if &norm == realm => {
-                assignments.insert(norm, id);
-            }
-            (None, _) => ignored.push(Ignored {
-                what: format!("assignment {realm} -> {shard}"),
-                why: format!("no shard {shard:?} in the config file"),
-            }),
-            _ => ignored.push(Ignored {
-                what: format!("assignment {realm} -> {shard}"),
-                why: "not a valid realm host".into(),
-            }),
+    for s in &current.shards {
+        if base.shard_id(&s.name).is_none() {
+            ignored.push(Ignored {
+                what: format!("shard {}", s.name),
+                why:
+                    "registered in the database but not in the config file: its realms get 503 here"
+                        .into(),
+            });
         }
     }
-    let mut rules = Vec::with_capacity(db.rules.len());
-    for (priority, (pattern, shard)) in &db.rules {
-        let what = format!("rule {priority} {pattern:?} -> {shard}");
-        match base.shard_id(shard) {
-            None => ignored.push(Ignored {
-                what,
-                why: format!("no shard {shard:?} in the config file"),
-            }),
-            Some(id) => match Rule::new(pattern, id) {
-                Ok(rule) => rules.push(rule),
-                Err(_) => ignored.push(Ignored {
-                    what,
-                    why: "invalid regular expression".into(),
-                }),
-            },
-        }
-    }
-    let policies = db
-        .policies
+    let windows = db
+        .windows
         .iter()
-        .filter(|(realm, _)| assignments.contains_key(realm.as_str()))
-        .map(|(r, p)| (r.clone(), *p))
+        .map(|(id, w)| Window {
+            id: *id,
+            opened_at: w.opened_at,
+            until: w.until,
+            change: w.change.clone(),
+            changed_by: w.changed_by.clone(),
+            before: w.before.snapshot(base).0,
+            after: w.after.snapshot(base).0,
+        })
         .collect();
-    let snapshot = Snapshot::new(shards, assignments, rules)
-        .expect("the config's shard list is valid")
-        .with_origin(crate::routing::Origin::Database)
-        .with_move_policies(policies);
     ignored.sort();
-    (snapshot, ignored)
+    (snapshot.with_windows(windows), ignored)
 }
 
 /// A connect timeout suitable for operator commands.
@@ -345,18 +428,20 @@ mod tests {
     #[test]
     fn applies_notifications_incrementally() {
         let mut s = DbState::default();
-        assert!(s.apply(r#"{"table":"realm_assignments","op":"INSERT","new":{"realm":"a.example.com","shard":"s1"}}"#));
-        assert!(
-            s.apply(r#"{"table":"shard_weights","op":"INSERT","new":{"shard":"s1","weight":0.5}}"#)
-        );
-        assert!(s.apply(r#"{"table":"realm_rules","op":"INSERT","new":{"priority":1,"pattern":"x","shard":"s2"}}"#));
+        assert!(s.apply(r#"{"table":"realm_assignments","op":"INSERT","new":{"realm":"a.example.com","shard":"s1","split_shards":null}}"#));
+        assert!(s.apply(
+            r#"{"table":"shards","op":"INSERT","new":{"name":"s1","port":9801,"weight":0.5}}"#
+        ));
+        assert!(s.apply(r#"{"table":"realm_rules","op":"INSERT","new":{"priority":1,"pattern":"x","shard":"s2","split_shards":["s2","s3"]}}"#));
         assert!(s.apply(r#"{"table":"realm_assignments","op":"UPDATE","old":{"realm":"a.example.com","shard":"s1"},"new":{"realm":"b.example.com","shard":"s2"}}"#));
         assert_eq!(s.assignments.get("a.example.com"), None);
-        assert_eq!(s.assignments["b.example.com"], "s2");
-        assert_eq!(s.weights["s1"], 0.5);
+        assert_eq!(s.assignments["b.example.com"], ["s2"]);
+        assert_eq!(s.shards["s1"], (Some(9801), 0.5));
+        assert_eq!(s.rules[&1].1, ["s2", "s3"]);
         assert!(s.apply(r#"{"table":"realm_rules","op":"DELETE","old":{"priority":1}}"#));
         assert!(s.rules.is_empty());
         assert!(!s.apply(r#"{"table":"realm_rules","op":"TRUNCATE"}"#));
+        assert!(!s.apply(r#"{"table":"drain_windows","op":"INSERT","id":3}"#));
         assert!(!s.apply("not json"));
         assert!(!s.apply(r#"{"table":"other","op":"INSERT","new":{}}"#));
     }

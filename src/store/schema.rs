@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "per-assignment realm-move policy",
         include_str!("migrations/0002_move_policy.sql"),
     ),
+    (
+        3,
+        "realm residency: shard registry with ports, user-split lists, drain windows",
+        include_str!("migrations/0003_residency.sql"),
+    ),
 ];
 
 /// The schema version this kansas expects.

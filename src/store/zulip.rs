@@ -33,18 +33,26 @@ fn ports(v: &Value, what: &str) -> Result<Vec<u16>, String> {
     }
 }
 
-/// Parses `sharding.json`.
+/// Parses `sharding.json` as Zulip reads it: `{"shard_map": ..., "shard_regexes": ...}`, `{}`
+/// (one Tornado port), or an old install's bare top-level host → port map.
 pub fn parse_sharding_json(text: &str) -> Result<Sharding, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
     let mut out = Sharding::default();
-    if let Some(map) = v.get("shard_map") {
+    let modern = obj.contains_key("shard_map") || obj.contains_key("shard_regexes");
+    // Zulip: `data.get("shard_map", data)`.
+    let map = if modern {
+        obj.get("shard_map")
+    } else {
+        Some(&v)
+    };
+    if let Some(map) = map {
         let map = map.as_object().ok_or("shard_map is not an object")?;
         for (host, p) in map {
-            out.hosts
-                .insert(host.clone(), ports(p, &format!("shard_map[{host:?}]"))?);
+            out.add_host(host, ports(p, &format!("shard_map[{host:?}]"))?)?;
         }
     }
-    if let Some(list) = v.get("shard_regexes") {
+    if let Some(list) = obj.get("shard_regexes") {
         let list = list.as_array().ok_or("shard_regexes is not a list")?;
         for (i, item) in list.iter().enumerate() {
             let pair = item.as_array().filter(|a| a.len() == 2);
@@ -56,10 +64,28 @@ pub fn parse_sharding_json(text: &str) -> Result<Sharding, String> {
                 .push((re.to_string(), ports(p, &format!("shard_regexes[{i}]"))?));
         }
     }
-    if v.get("shard_map").is_none() && v.get("shard_regexes").is_none() {
-        return Err("neither shard_map nor shard_regexes found".into());
-    }
     Ok(out)
+}
+
+impl Sharding {
+    /// Adds a host; a host listed twice is an error (Zulip would silently keep one).
+    pub fn add_host(&mut self, host: &str, ports: Vec<u16>) -> Result<(), String> {
+        let key = normalize_host(host).unwrap_or_else(|_| host.to_string());
+        if self.hosts.contains_key(&key) {
+            return Err(format!("realm {host:?} is listed twice"));
+        }
+        self.hosts.insert(key, ports);
+        Ok(())
+    }
+
+    /// Adds everything of `other`; a host in both is an error.
+    pub fn merge(&mut self, other: Sharding) -> Result<(), String> {
+        for (host, ports) in other.hosts {
+            self.add_host(&host, ports)?;
+        }
+        self.regexes.extend(other.regexes);
+        Ok(())
+    }
 }
 
 /// Parses the `[tornado_sharding]` section of `zulip.conf`.
@@ -114,26 +140,34 @@ pub fn parse_zulip_conf(text: &str, external_host: Option<&str>) -> Result<Shard
                 })?;
                 format!("{name}.{ext}")
             };
-            out.hosts.insert(host, ports.clone());
+            out.add_host(&host, ports.clone())
+                .map_err(|e| format!("[tornado_sharding]: {e}"))?;
         }
-    }
-    if out.hosts.is_empty() && out.regexes.is_empty() {
-        return Err("no [tornado_sharding] entries found".into());
     }
     Ok(out)
 }
 
-/// What an import writes: `(realm, shard, note)` assignments and `(pattern, shard)` rules.
+/// What an import writes: `(realm, shards, note)` assignments and `(pattern, shards)` rules,
+/// in order (the last, unless hashing is asked for, sends every other realm to the shard of
+/// Zulip's first Tornado port, as Zulip does).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Plan {
-    pub assignments: Vec<(String, String, String)>,
-    pub rules: Vec<(String, String)>,
+    pub assignments: Vec<(String, Vec<String>, String)>,
+    pub rules: Vec<(String, Vec<String>)>,
 }
 
-/// Maps Zulip's ports to configured shards (by each shard's `port`). A realm split over several
-/// ports is assigned to the first port's shard; kansas follows Tornado's `X-Accel-Redirect`
-/// to the others. Every problem is reported; nothing is planned when there is one.
-pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String>> {
+/// The pattern of the catch-all rule (matches every realm).
+pub const CATCH_ALL: &str = ".*";
+
+/// Maps Zulip's ports to configured shards (by each shard's `port`); a realm split over several
+/// ports gets all of their shards, in Zulip's order. `default_port` is where Zulip sends realms
+/// it does not list (`None`: leave them to hashing). Every problem is reported; nothing is
+/// planned when there is one.
+pub fn plan(
+    snapshot: &Snapshot,
+    sharding: &Sharding,
+    default_port: Option<u16>,
+) -> Result<Plan, Vec<String>> {
     let by_port: BTreeMap<u16, &str> = snapshot
         .shards()
         .iter()
@@ -141,7 +175,7 @@ pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String
         .collect();
     let mut problems = Vec::new();
     let mut out = Plan::default();
-    let shard_for = |what: &str, ports: &[u16], problems: &mut Vec<String>| {
+    let shards_for = |what: &str, ports: &[u16], problems: &mut Vec<String>| {
         let missing: Vec<String> = ports
             .iter()
             .filter(|p| !by_port.contains_key(p))
@@ -154,16 +188,20 @@ pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String
             ));
             return None;
         }
-        let note = if ports.len() > 1 {
-            let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-            format!(
-                "imported from Zulip; split by user over ports {}",
-                list.join(", ")
-            )
-        } else {
-            "imported from Zulip".to_string()
-        };
-        Some((by_port[&ports[0]].to_string(), note))
+        let mut seen = Vec::new();
+        for p in ports {
+            if seen.contains(p) {
+                problems.push(format!("{what}: port {p} is listed twice"));
+                return None;
+            }
+            seen.push(*p);
+        }
+        Some(
+            ports
+                .iter()
+                .map(|p| by_port[p].to_string())
+                .collect::<Vec<_>>(),
+        )
     };
     for (host, ports) in &sharding.hosts {
         let realm = match normalize_host(host) {
@@ -173,8 +211,17 @@ pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String
                 continue;
             }
         };
-        if let Some((shard, note)) = shard_for(host, ports, &mut problems) {
-            out.assignments.push((realm, shard, note));
+        if let Some(shards) = shards_for(host, ports, &mut problems) {
+            let note = if ports.len() > 1 {
+                let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+                format!(
+                    "imported from Zulip; split by user over ports {}",
+                    list.join(", ")
+                )
+            } else {
+                "imported from Zulip".to_string()
+            };
+            out.assignments.push((realm, shards, note));
         }
     }
     for (pattern, ports) in &sharding.regexes {
@@ -184,8 +231,13 @@ pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String
             ));
             continue;
         }
-        if let Some((shard, _)) = shard_for(pattern, ports, &mut problems) {
-            out.rules.push((pattern.clone(), shard));
+        if let Some(shards) = shards_for(pattern, ports, &mut problems) {
+            out.rules.push((pattern.clone(), shards));
+        }
+    }
+    if let Some(port) = default_port {
+        if let Some(shards) = shards_for("the default Tornado port", &[port], &mut problems) {
+            out.rules.push((CATCH_ALL.to_string(), shards));
         }
     }
     if problems.is_empty() {
@@ -195,16 +247,29 @@ pub fn plan(snapshot: &Snapshot, sharding: &Sharding) -> Result<Plan, Vec<String
     }
 }
 
-/// `sharding.json` telling Django the port kansas routes each realm to.
+/// A port, or a list for a split realm, as `sharding.json` writes it.
+fn port_value(snapshot: &Snapshot, targets: &[usize]) -> Value {
+    match targets {
+        [one] => Value::from(snapshot.shard(*one).port),
+        many => many.iter().map(|&i| snapshot.shard(i).port).collect(),
+    }
+}
+
+/// A `sharding.json` for Django without kansas_zulip: every assignment and rule (split port
+/// lists included), and each of `realms` as routed now (hashed realms must be listed: Zulip
+/// sends unlisted realms to its first Tornado port).
 pub fn export(snapshot: &Snapshot, realms: &[String]) -> Result<String, Vec<String>> {
     let mut map = serde_json::Map::new();
     let mut problems = Vec::new();
+    for (realm, targets) in snapshot.assignments() {
+        map.insert(realm.clone(), port_value(snapshot, targets));
+    }
     for host in realms {
         match normalize_host(host) {
             Err(_) => problems.push(format!("{host:?} is not a valid realm host")),
-            Ok(realm) => match snapshot.route(&realm) {
-                Some(d) => {
-                    map.insert(realm, Value::from(snapshot.shard(d.shard).port));
+            Ok(realm) => match snapshot.route_targets(&realm) {
+                Some((_, targets)) => {
+                    map.insert(realm, port_value(snapshot, targets));
                 }
                 None => problems.push(format!("{realm}: no shard (every weight is 0)")),
             },
@@ -213,7 +278,13 @@ pub fn export(snapshot: &Snapshot, realms: &[String]) -> Result<String, Vec<Stri
     if !problems.is_empty() {
         return Err(problems);
     }
-    let doc = serde_json::json!({"shard_map": map, "shard_regexes": []});
+    let regexes: Vec<Value> = snapshot
+        .rules()
+        .iter()
+        .map(|r| serde_json::json!([r.pattern, port_value(snapshot, &r.targets)]))
+        .collect();
+    let sorted: BTreeMap<String, Value> = map.into_iter().collect();
+    let doc = serde_json::json!({"shard_map": sorted, "shard_regexes": regexes});
     Ok(serde_json::to_string_pretty(&doc).expect("JSON") + "\n")
 }
 
@@ -234,7 +305,17 @@ mod tests {
         assert!(parse_zulip_conf(conf, None)
             .unwrap_err()
             .contains("--external-host"));
-        assert!(parse_sharding_json("{}").is_err());
+        assert_eq!(parse_sharding_json("{}").unwrap(), Sharding::default());
         assert!(parse_sharding_json(r#"{"shard_map": {"a": "x"}}"#).is_err());
+        // An old install's bare map.
+        let legacy =
+            parse_sharding_json(r#"{"a.example.com": 9801, "b.example.com": [9802, 9803]}"#)
+                .unwrap();
+        assert_eq!(legacy.hosts["b.example.com"], vec![9802, 9803]);
+        // A host listed twice is refused.
+        let twice = "[tornado_sharding]\n9801 = a.example.com\n9802 = a.example.com\n";
+        assert!(parse_zulip_conf(twice, None).unwrap_err().contains("twice"));
+        let mut both = from_json.clone();
+        assert!(both.merge(from_conf.clone()).unwrap_err().contains("twice"));
     }
 }

@@ -2,6 +2,7 @@
 //! `kansas` child process, and a raw HTTP/1.1 client for the cases a normal client cannot make.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod client;
 pub mod fake;
 pub mod kansas;
