@@ -1,48 +1,21 @@
 #!/usr/bin/env python3
-"""Reference implementation of kansas's weighted rendezvous hashing (docs/routing.md) in Python,
-the language Django would use, checked against the golden vectors.
+"""Checks kansas's weighted rendezvous hashing (docs/routing.md) in Python, the language Django
+uses, against the golden vectors. The implementation is the Zulip-side package's
+(python/kansas_zulip/routing.py), so there is one Python implementation:
 
-    pip install xxhash
+    pip install xxhash        # optional: without it, a pure-Python XXH64 is used
     python3 docs/routing_reference.py tests/data/routing-vectors.json
 
-Exits 0 when every case's winner matches (and every score agrees to 1e-12 relative), 1 otherwise.
+Exits 0 when every case's winner and realm hash match and every score agrees to 1e-12
+relative, 1 otherwise.
 """
 import json
-import math
-import struct
+import os
 import sys
 
-import xxhash
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-
-def key_hash(text: str) -> int:
-    """XXH64 with seed 0 of a shard name or realm host (UTF-8 bytes)."""
-    return xxhash.xxh64_intdigest(text.encode("utf-8"), seed=0)
-
-
-def unit(shard_hash: int, realm_hash: int) -> float:
-    """u in (0, 1) for one (shard, realm) pair."""
-    x = xxhash.xxh64_intdigest(struct.pack("<QQ", shard_hash, realm_hash), seed=0)
-    return ((x >> 11) + 0.5) / 2.0**53
-
-
-def score(weight: float, shard_hash: int, realm_hash: int) -> float:
-    if weight <= 0:
-        return 0.0
-    return weight / -math.log(unit(shard_hash, realm_hash))
-
-
-def choose(shards, realm: str):
-    """shards: list of (name, weight). Returns the winning name, or None if all weights are 0."""
-    realm_hash = key_hash(realm)
-    best = None  # (score, name)
-    for name, weight in shards:
-        if weight <= 0:
-            continue
-        s = score(weight, key_hash(name), realm_hash)
-        if best is None or s > best[0] or (s == best[0] and name.encode() < best[1].encode()):
-            best = (s, name)
-    return None if best is None else best[1]
+from kansas_zulip.routing import choose, key_hash, score  # noqa: E402
 
 
 def main(path: str) -> int:

@@ -80,7 +80,9 @@ pub fn batch_answer(snapshot: &Snapshot, line: &str, now: f64) -> Value {
     if let Some(u) = user {
         let mine = snapshot.user_resident(&r, u, now);
         out["user_id"] = json!(u);
-        out["user_port"] = json!(mine.first().map(|x| x.port));
+        // The user's current port: none when the realm has no current shard.
+        let current = mine.first().filter(|x| x.until.is_none());
+        out["user_port"] = json!(current.map(|x| x.port));
         out["user_resident_ports"] = mine.iter().map(|x| x.port).collect();
     }
     out

@@ -63,6 +63,20 @@ fn same_names(a: &Option<Vec<(String, u16)>>, b: &Option<Vec<(String, u16)>>) ->
     }
 }
 
+/// Adds a shard an open window keeps; one already there stays in its place, and a shard kept
+/// by several windows stays resident until the last of them closes.
+fn keep(out: &mut Vec<Resident>, entry: impl FnOnce() -> Resident) {
+    let new = entry();
+    match out.iter_mut().find(|r| r.name == new.name) {
+        None => out.push(new),
+        Some(r) => {
+            if let (Some(old), Some(until)) = (r.until, new.until) {
+                r.until = Some(old.max(until));
+            }
+        }
+    }
+}
+
 impl Snapshot {
     /// Whether any drain window is open at `now`.
     #[inline]
@@ -96,9 +110,7 @@ impl Snapshot {
                 continue;
             }
             for (name, port) in before.into_iter().flatten() {
-                if !out.iter().any(|r| r.name == name) {
-                    out.push(self.resident_entry(&name, port, Some(w.until)));
-                }
+                keep(&mut out, || self.resident_entry(&name, port, Some(w.until)));
             }
         }
         out
@@ -120,10 +132,10 @@ impl Snapshot {
                 continue;
             };
             let after = pick(&named(&w.after, realm));
-            if after.is_some_and(|(a, _)| a == name) || out.iter().any(|r| r.name == name) {
+            if after.is_some_and(|(a, _)| a == name) {
                 continue;
             }
-            out.push(self.resident_entry(&name, port, Some(w.until)));
+            keep(&mut out, || self.resident_entry(&name, port, Some(w.until)));
         }
         out
     }
@@ -205,6 +217,14 @@ mod tests {
         assert_eq!(names(&now.resident("r", 100.0)), ["s2"]);
         assert!(now.is_resident("r", 0, 99.0));
         assert!(!now.is_resident("r", 1, 60.0));
+        // A shard kept by two windows is resident until the later one closes.
+        let twice = snap(&[("r", &[2])], [1.0; 3]).with_windows(vec![
+            window(1, 100.0, a0.clone(), a1.clone()),
+            window(2, 50.0, a0.clone(), a2.clone()),
+        ]);
+        let r = twice.resident("r", 10.0);
+        assert_eq!(names(&r), ["s2", "s0"]);
+        assert_eq!(r[1].until, Some(100.0));
         // A window that did not move a realm gives it nothing.
         assert_eq!(names(&now.resident("other.example.com", 10.0)).len(), 1);
     }
