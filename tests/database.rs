@@ -564,3 +564,57 @@ async fn propagation_over_100_changes() {
     );
     assert_eq!(took.len(), 100);
 }
+
+/// A kansas command's change reaches readers whole: one notification at commit (a reader that
+/// applied the assignment before the drain window would see the realm gone from its old shard),
+/// while a row written by hand is still announced by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_is_announced_once_at_commit_and_a_hand_written_row_by_itself() {
+    use futures_util::StreamExt;
+    let db = TestDb::new();
+    let (_a, _b, shards, realm) = two_upstreams().await;
+    let cli = Cli::new(&shards, &db.url);
+    cli.ok(&["db", "migrate"]);
+    let (client, mut conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    client.batch_execute("LISTEN kansas_routing").await.unwrap();
+    let mut heard = async |what: &str| {
+        let mut got = Vec::new();
+        // Notifications of one commit arrive together; wait a little for any stragglers.
+        while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            got.push(serde_json::from_str::<serde_json::Value>(&p).unwrap());
+        }
+        eprintln!("{what}: {got:?}");
+        got
+    };
+    for args in [
+        vec!["assign", realm.as_str(), "b", "--drain-for", "1h"],
+        vec!["weight", "a", "0.5"],
+        vec!["unassign", realm.as_str(), "--move", "reload"],
+    ] {
+        cli.ok(&args);
+        let got = heard(&args.join(" ")).await;
+        assert_eq!(got, [serde_json::json!({"table": "*", "op": "COMMIT"})]);
+    }
+    client
+        .execute(
+            "INSERT INTO kansas.realm_assignments (realm, shard) VALUES ($1, 'b')",
+            &[&realm],
+        )
+        .await
+        .unwrap();
+    let got = heard("by hand").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["table"], "realm_assignments");
+    assert_eq!(got[0]["new"]["shard"], "b");
+}

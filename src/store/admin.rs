@@ -39,6 +39,9 @@ impl<'a> Change<'a> {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
             .await?;
+        // Readers see the change whole: one notification at commit instead of one per row.
+        tx.execute("SELECT set_config('kansas.notify', 'commit', true)", &[])
+            .await?;
         let before = load_tables(&tx).await?.current();
         Ok(Change { tx, before })
     }
@@ -109,6 +112,12 @@ impl<'a> Change<'a> {
                 &format!(
                     "DELETE FROM kansas.drain_windows WHERE until < now() - interval '{KEEP_CLOSED}'"
                 ),
+                &[],
+            )
+            .await?;
+        self.tx
+            .execute(
+                "SELECT pg_notify('kansas_routing', json_build_object('table', '*', 'op', 'COMMIT')::text)",
                 &[],
             )
             .await?;

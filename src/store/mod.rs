@@ -293,13 +293,13 @@ struct Change {
 
 impl DbState {
     /// Applies one notification payload. `false` when it cannot be applied incrementally
-    /// (a TRUNCATE, a drain window, or a payload it does not understand): then the caller
-    /// re-reads everything.
+    /// (a TRUNCATE, a drain window, a whole change committed by a kansas command, or a payload
+    /// it does not understand): then the caller re-reads everything.
     pub fn apply(&mut self, payload: &str) -> bool {
         let Ok(change) = serde_json::from_str::<Change>(payload) else {
             return false;
         };
-        if change.op == "TRUNCATE" {
+        if change.op == "TRUNCATE" || change.op == "COMMIT" {
             return false;
         }
         if let Some(old) = &change.old {
@@ -442,6 +442,7 @@ mod tests {
         assert!(s.rules.is_empty());
         assert!(!s.apply(r#"{"table":"realm_rules","op":"TRUNCATE"}"#));
         assert!(!s.apply(r#"{"table":"drain_windows","op":"INSERT","id":3}"#));
+        assert!(!s.apply(r#"{"table":"*","op":"COMMIT"}"#));
         assert!(!s.apply("not json"));
         assert!(!s.apply(r#"{"table":"other","op":"INSERT","new":{}}"#));
     }
