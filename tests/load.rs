@@ -1,6 +1,9 @@
 //! kansas-load end to end: 200 clients for 10 s against fake-tornado directly and through a real
-//! kansas with several shards (zero lost, duplicated or reordered events), and a broken target
-//! (a shard killed without restart) that must make it exit non-zero and name the failures.
+//! kansas with several shards (zero lost, duplicated or reordered events, every queue deleted at
+//! the end), the same following a routing config as Django does (publishing to the realm's
+//! shards, registering through the Django stand-in, with and without `--publish-current-only`),
+//! and a broken target (a shard killed without restart) that must make it exit non-zero and name
+//! the failures.
 
 mod common;
 
@@ -8,16 +11,19 @@ use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::fake::Fake;
+use common::fake::{free_port, Fake};
 use common::kansas::{shard, Kansas};
 
 fn load(target: SocketAddr, shards: &[SocketAddr], extra: &[&str]) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let shards: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
-        .args(["--target", &format!("http://{target}")])
-        .args(["--shards", &shards.join(",")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kansas-load"));
+    cmd.args(["--target", &format!("http://{target}")]);
+    if !shards.is_empty() {
+        cmd.args(["--shards", &shards.join(",")]);
+    }
+    let out = cmd
         .args(["--json", json.to_str().unwrap(), "--quiet"])
         .args(extra)
         .output()
@@ -75,11 +81,19 @@ const ARGS: &[&str] = &[
     "200/s",
 ];
 
+/// How many queues a fake holds.
+fn queue_count(f: &Fake) -> u64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(common::client::get(f.addr, "x", "/fake/queues", &[]));
+    r.json()["count"].as_u64().unwrap()
+}
+
 #[test]
 fn direct_to_a_fake_shard() {
     let f = Fake::start(&["--heartbeat-secs", "2"]);
     let (out, report) = load(f.addr, &[f.addr], ARGS);
     assert_clean(&out, &report);
+    assert_eq!(queue_count(&f), 0, "every client deleted its queue");
 }
 
 #[test]
@@ -87,18 +101,143 @@ fn through_kansas_with_three_shards() {
     let (fakes, config) = fakes(3);
     let k = Kansas::start(&config);
     let addrs: Vec<SocketAddr> = fakes.iter().map(|f| f.addr).collect();
-    let (out, report) = load(k.proxy, &addrs, ARGS);
+    let proxy = k.proxy;
+    let run = std::thread::spawn(move || load(proxy, &addrs, ARGS));
+    // Halfway through, the realms really are spread over the shards.
+    std::thread::sleep(Duration::from_secs(5));
+    let served = fakes.iter().filter(|f| queue_count(f) > 0).count();
+    let (out, report) = run.join().unwrap();
     assert_clean(&out, &report);
-    // The realms really were spread over the shards.
-    let served = fakes
-        .iter()
-        .filter(|f| {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let r = rt.block_on(common::client::get(f.addr, "x", "/fake/queues", &[]));
-            r.json()["count"].as_u64().unwrap() > 0
-        })
-        .count();
     assert!(served >= 2, "queues on {served} of 3 shards");
+    // At the end, every client deleted its queue (through kansas, with a form body).
+    for f in &fakes {
+        assert_eq!(queue_count(f), 0, "{report:#}");
+    }
+}
+
+#[test]
+fn keep_queues_leaves_them_on_the_shard() {
+    let f = Fake::start(&["--heartbeat-secs", "2"]);
+    let args = [
+        "--clients",
+        "50",
+        "--realms",
+        "5",
+        "--duration",
+        "3s",
+        "--publish-rate",
+        "50/s",
+        "--keep-queues",
+    ];
+    let (out, report) = load(f.addr, &[f.addr], &args);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(queue_count(&f), 50);
+}
+
+/// Three fakes on fixed ports following one routing config file (no database) that kansas runs
+/// with too: realms r0..r2 of run `rc` assigned to s0, s1, s2, the others hashed.
+struct Routed {
+    fakes: Vec<Fake>,
+    kansas: Kansas,
+    config: String,
+    _dir: tempfile::TempDir,
+}
+
+fn routed() -> Routed {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut body: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!("[[shards]]\nname = \"s{i}\"\naddress = \"127.0.0.1:{p}\"\nport = {p}\n")
+        })
+        .collect();
+    body.push_str("[assignments]\n");
+    for i in 0..3 {
+        body.push_str(&format!("\"r{i}.rc.load.example.com\" = \"s{i}\"\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routing.toml");
+    std::fs::write(&path, &body).unwrap();
+    let config = path.to_str().unwrap().to_string();
+    let fakes = ports
+        .iter()
+        .map(|p| {
+            Fake::start_on(
+                &format!("127.0.0.1:{p}"),
+                &["--heartbeat-secs", "2", "--routing-config", &config],
+            )
+        })
+        .collect();
+    let kansas = Kansas::start(&body);
+    Routed {
+        fakes,
+        kansas,
+        config,
+        _dir: dir,
+    }
+}
+
+fn routed_args<'a>(config: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = ARGS.to_vec();
+    args.extend(["--routing-config", config, "--run-id", "rc"]);
+    args.extend(["--lifespan-secs", "120"]);
+    args.extend(extra);
+    args
+}
+
+/// The queues of `realm` a fake holds, and their lifespans.
+fn queues_of(f: &Fake, realm: &str) -> Vec<f64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let path = format!("/fake/queues?realm={realm}");
+    let r = rt.block_on(common::client::get(f.addr, "x", &path, &[]));
+    r.json()["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["lifespan_secs"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn through_kansas_publishing_and_registering_as_django() {
+    let r = routed();
+    let (proxy, config) = (r.kansas.proxy, r.config.clone());
+    let run = std::thread::spawn(move || load(proxy, &[], &routed_args(&config, &[])));
+    // Halfway through: each assigned realm's 10 queues are on its shard, with the lifespan
+    // asked at registration.
+    std::thread::sleep(Duration::from_secs(5));
+    for (i, f) in r.fakes.iter().enumerate() {
+        let held = queues_of(f, &format!("r{i}.rc.load.example.com"));
+        assert_eq!(held, vec![120.0; 10], "s{i}");
+    }
+    let (out, report) = run.join().unwrap();
+    assert_clean(&out, &report);
+    assert_eq!(
+        report["requests_by_status"].as_object().unwrap().len(),
+        1,
+        "only 200s: {report:#}"
+    );
+    // Every queue was deleted at the end, through kansas.
+    for f in &r.fakes {
+        assert_eq!(queue_count(f), 0, "{report:#}");
+    }
+}
+
+#[test]
+fn publishing_to_current_shards_only_is_clean_when_nothing_moves() {
+    let r = routed();
+    let args = routed_args(&r.config, &["--publish-current-only"]);
+    let (out, report) = load(r.kansas.proxy, &[], &args);
+    assert_clean(&out, &report);
+}
+
+#[test]
+fn registration_through_the_target_still_works_with_a_routing_config() {
+    let r = routed();
+    let args = routed_args(&r.config, &["--register-via", "target"]);
+    let (out, report) = load(r.kansas.proxy, &[], &args);
+    assert_clean(&out, &report);
 }
 
 /// Runs 100 clients through kansas (with `extra_config`) over two shards, one of which is
@@ -198,6 +337,29 @@ fn bad_arguments_exit_2() {
             "127.0.0.1:1",
             "--clients",
             "0",
+        ],
+        // Neither where to publish nor a routing config.
+        vec!["--target", "127.0.0.1:1"],
+        vec![
+            "--target",
+            "127.0.0.1:1",
+            "--shards",
+            "127.0.0.1:1",
+            "--register-via",
+            "django",
+        ],
+        vec![
+            "--target",
+            "127.0.0.1:1",
+            "--shards",
+            "127.0.0.1:1",
+            "--publish-current-only",
+        ],
+        vec![
+            "--target",
+            "127.0.0.1:1",
+            "--routing-config",
+            "/nonexistent/k.toml",
         ],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_kansas-load"))

@@ -77,7 +77,7 @@ fn start_load(
             "15s",
         ])
         .args(["--run-id", RUN, "--quiet", "--backoff-scale", "0.1"])
-        .args(["--json", json.to_str().unwrap()])
+        .args(["--json", json.to_str().unwrap(), "--keep-queues"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
@@ -318,7 +318,7 @@ async fn user_split_realms_follow_x_accel_redirect() {
     let r = get(
         k.proxy,
         "split.example.com",
-        &format!("/json/events?queue_id={q}&dont_block=true"),
+        &format!("/json/events?queue_id={q}&last_event_id=-1&dont_block=true"),
         &[("X-Zulip-User-Id", "1")],
     )
     .await;

@@ -10,7 +10,14 @@ use kansas::fake_tornado::{FakeTornado, Options};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// A faithful stand-in for one Zulip Tornado shard: event queues, long-polls, heartbeats,
-/// persistence across restart, event injection (POST /fake/publish), user-split realms.
+/// per-queue lifespans, persistence across restart (with Zulip's restart event), event injection
+/// (POST /fake/publish), and which users it serves: by a kansas routing config (as Tornado with
+/// kansas_zulip's patches) or a fixed user split.
+///
+/// Users served elsewhere: a GET gets an empty body with X-Accel-Redirect to the user's current
+/// port, Django's registration (POST /api/v1/events/internal) a 500, a DELETE is forwarded as a
+/// cleanup to POST http://127.0.0.1:<port>/fake/cleanup of each port the user is resident on
+/// (this assumes every shard listens on 127.0.0.1 at its Tornado port) and answered 200.
 #[derive(Parser)]
 #[command(name = "fake-tornado", version)]
 struct Args {
@@ -26,13 +33,24 @@ struct Args {
     /// Random extra seconds added to each heartbeat delay (Tornado: 0-10).
     #[arg(long, default_value_t = 10.0)]
     heartbeat_jitter_secs: f64,
-    /// Seconds without a connected client before a queue is deleted (Tornado: 600).
+    /// Lifespan of a queue registered without lifespan_secs (or 0): seconds without a
+    /// connected client before it is deleted (Zulip: 600). A registration's lifespan_secs
+    /// overrides it, capped at 7 days.
     #[arg(long, default_value_t = 600.0)]
     queue_timeout_secs: f64,
     /// Comma-separated Tornado ports a realm's users are split over (user_id % n); this
     /// process's own port must be one of them. The user id comes from the X-Zulip-User-Id header.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "routing_config")]
     user_split: Vec<u16>,
+    /// A kansas config file: serve the users its routing (its [database] included, followed
+    /// live) puts on this process's Tornado port, at least until their drain windows close.
+    /// The user is the X-Zulip-User-Id header, or user_profile_id / user_id at registration;
+    /// the realm is the Host header.
+    #[arg(long)]
+    routing_config: Option<PathBuf>,
+    /// The Tornado port this process answers to (default: the port it listens on).
+    #[arg(long)]
+    tornado_port: Option<u16>,
     /// Log filter.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -51,12 +69,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     kansas::logging::init(kansas::config::LogFormat::Text, &args.log_level);
     let options = match (|| -> Result<Options, String> {
-        if !args.user_split.is_empty() && !args.user_split.contains(&args.listen.port()) {
+        let port = args.tornado_port.unwrap_or(args.listen.port());
+        if !args.user_split.is_empty() && !args.user_split.contains(&port) {
             return Err(format!(
-                "--user-split {:?} must include this process's port {}",
+                "--user-split {:?} must include this process's port {port}",
                 args.user_split,
-                args.listen.port()
             ));
+        }
+        if args.tornado_port == Some(0) {
+            return Err("--tornado-port must be 1-65535".into());
         }
         Ok(Options {
             listen: args.listen,
@@ -65,6 +86,8 @@ fn main() -> ExitCode {
             heartbeat_jitter: secs("heartbeat-jitter-secs", args.heartbeat_jitter_secs, true)?,
             queue_timeout: secs("queue-timeout-secs", args.queue_timeout_secs, false)?,
             user_split: args.user_split.clone(),
+            routing_config: args.routing_config.clone(),
+            tornado_port: args.tornado_port,
         })
     })() {
         Ok(o) => o,

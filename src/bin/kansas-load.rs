@@ -6,10 +6,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kansas::load::{self, args, Options};
+use kansas::load::{self, args, Options, RegisterVia};
 
 /// Simulated Zulip clients long-polling through kansas (or nginx, or a shard), counting every
 /// lost, duplicated or reordered event and every error by kind.
+///
+/// Without --routing-config, every event batch goes to every --shards address and clients
+/// register through the target. With it (a kansas config file, its [database] followed live),
+/// kansas-load plays Django: each batch goes to the shards its realm's users are resident on
+/// (with the users whose queues may be there), and clients register through a Django stand-in
+/// that asks the user's current shard directly (POST /api/v1/events/internal), in order with
+/// the events queued for that shard. At the end every client deletes its queue through the
+/// target (DELETE with a form body).
 #[derive(Parser)]
 #[command(name = "kansas-load", version)]
 struct Args {
@@ -28,9 +36,35 @@ struct Args {
     /// Events per second over all realms (500/s, 600/m, ...).
     #[arg(long, default_value = "500/s")]
     publish_rate: String,
-    /// fake-tornado shards to inject events into (comma-separated host:port or http:// URLs).
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// fake-tornado shards to inject every event into (comma-separated host:port or http://
+    /// URLs). Ignored with --routing-config, which says where events go.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "routing_config"
+    )]
     shards: Vec<String>,
+    /// A kansas config file: publish and register by its routing, as Django does with
+    /// kansas_zulip (shard addresses from its [[shards]]; its [database], if any, followed).
+    #[arg(long)]
+    routing_config: Option<PathBuf>,
+    /// How clients register: "django" (the stand-in calls the user's current shard; the default
+    /// with --routing-config) or "target" (a GET through the target; the default without).
+    #[arg(long, value_parser = ["target", "django"])]
+    register_via: Option<String>,
+    /// Publish each event to its users' current shard only, not to every shard they are
+    /// resident on (a realm draining from one shard to another then loses events: this shows
+    /// the harness sees it). Needs --routing-config.
+    #[arg(long, requires = "routing_config")]
+    publish_current_only: bool,
+    /// lifespan_secs asked at registration: seconds a queue lives without a client (0: the
+    /// server's default, Zulip's 600 s).
+    #[arg(long, default_value_t = 0)]
+    lifespan_secs: u64,
+    /// Do not delete the queues at the end of the run (by default every client deletes its
+    /// queue through the target, as a Zulip client does when it leaves).
+    #[arg(long)]
+    keep_queues: bool,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -69,6 +103,14 @@ fn options(a: &Args) -> Result<Options, String> {
     if !(a.backoff_scale.is_finite() && a.backoff_scale >= 0.0) {
         return Err("--backoff-scale must be a number >= 0".into());
     }
+    let register_via = match (a.register_via.as_deref(), &a.routing_config) {
+        (Some("target"), _) | (None, None) => RegisterVia::Target,
+        (Some(_), None) => return Err("--register-via django needs --routing-config".into()),
+        (_, Some(path)) => {
+            kansas::config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            RegisterVia::Django
+        }
+    };
     let run_id = a.run_id.clone().unwrap_or_else(load::new_run_id);
     let probe = format!("r0.{run_id}.{}", a.realm_domain);
     if kansas::routing::normalize_host(&probe).ok().as_deref() != Some(probe.as_str()) {
@@ -87,6 +129,11 @@ fn options(a: &Args) -> Result<Options, String> {
             .iter()
             .map(|s| args::target(s))
             .collect::<Result<_, _>>()?,
+        routing_config: a.routing_config.clone(),
+        register_via,
+        publish_current_only: a.publish_current_only,
+        lifespan_secs: a.lifespan_secs,
+        keep_queues: a.keep_queues,
         realm_domain: a.realm_domain.clone(),
         run_id,
         sources: args::loopback_sources(a.sources)?,
@@ -118,7 +165,13 @@ fn main() -> ExitCode {
     };
     kansas::limits::raise_fd_limit();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let report = rt.block_on(load::run(opts));
+    let report = match rt.block_on(load::run(opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kansas-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
     print!("{}", report.summary());
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report).expect("report serializes");

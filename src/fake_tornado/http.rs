@@ -1,11 +1,12 @@
-//! The fake shard's HTTP surface, matching Tornado's: long-poll `GET` and `DELETE` on
-//! `/json/events` and `/api/v1/events`, Django's `POST /api/v1/events/internal`, and the fake's
-//! own `/fake/publish` (event injection) and `/fake/queues` (inspection).
+//! The fake shard's HTTP surface, matching Tornado's: the long-poll `GET` on `/json/events` and
+//! `/api/v1/events` (here, with Zulip's checks: a user served elsewhere is redirected with
+//! `X-Accel-Redirect`, a poll without `last_event_id` is refused), the request helpers, and the
+//! dispatch to the rest (`manage.rs`: `DELETE`, Django's registration, the fake's own endpoints).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -13,15 +14,17 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::manage;
+use super::routing::Placement;
 use super::state::Event;
 use super::Shared;
 
-type Resp = Response<Full<Bytes>>;
+pub(super) type Resp = Response<Full<Bytes>>;
 
 /// Header the fake reads the user id from (the stand-in for Zulip's authentication).
 pub const USER_ID_HEADER: &str = "x-zulip-user-id";
 
-fn json_resp(status: StatusCode, body: serde_json::Value) -> Resp {
+pub(super) fn json_resp(status: StatusCode, body: serde_json::Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
     r.headers_mut()
@@ -29,8 +32,12 @@ fn json_resp(status: StatusCode, body: serde_json::Value) -> Resp {
     r
 }
 
-fn error(status: StatusCode, msg: &str, code: &str) -> Resp {
+pub(super) fn error(status: StatusCode, msg: &str, code: &str) -> Resp {
     json_resp(status, json!({"result": "error", "msg": msg, "code": code}))
+}
+
+pub(super) fn success() -> Resp {
+    json_resp(StatusCode::OK, json!({"result": "success", "msg": ""}))
 }
 
 /// Zulip's exact answer for an unknown queue.
@@ -42,6 +49,15 @@ pub fn bad_queue(queue_id: &str) -> Resp {
     )
 }
 
+/// What Zulip does when the realm has no Tornado port at all (kansas_zulip's `NoShard`).
+pub(super) fn no_shard(realm: &str) -> Resp {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("realm {realm} has no Tornado shard"),
+        "NO_SHARD",
+    )
+}
+
 fn events_resp(queue_id: &str, events: Vec<Event>) -> Resp {
     json_resp(
         StatusCode::OK,
@@ -49,25 +65,57 @@ fn events_resp(queue_id: &str, events: Vec<Event>) -> Resp {
     )
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+/// The `Host` header as sent ("" when absent or not text).
+pub(super) fn host(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
 }
 
 /// The realm: `Host` lower-cased without port.
-fn realm(req: &Request<Incoming>) -> Option<String> {
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+pub(super) fn realm(req: &Request<Incoming>) -> Option<String> {
+    let host = host(req);
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     (!host.is_empty()).then_some(host)
 }
 
-fn params(query: Option<&str>) -> HashMap<String, String> {
+pub(super) fn params(query: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect()
+}
+
+/// The query's parameters and then the form-encoded body's (which win), as Django merges
+/// `request.GET` and `request.POST` for `REQ`.
+pub(super) async fn form_params(req: Request<Incoming>) -> Result<HashMap<String, String>, Resp> {
+    let mut p = params(req.uri().query());
+    let body = match tokio::time::timeout(Duration::from_secs(10), req.into_body().collect()).await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => return Err(error(StatusCode::BAD_REQUEST, "Bad body", "BAD_REQUEST")),
+    };
+    p.extend(form_urlencoded::parse(&body).into_owned());
+    Ok(p)
+}
+
+/// A non-negative integer parameter; `Err` names a bad value (see [`bad_param`]).
+pub(super) fn uint_param(p: &HashMap<String, String>, name: &str) -> Result<Option<u64>, String> {
+    match p.get(name).map(|v| v.trim().parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(_)) => Err(name.to_string()),
+    }
+}
+
+/// The answer to a bad parameter.
+pub(super) fn bad_param(name: String) -> Resp {
+    error(
+        StatusCode::BAD_REQUEST,
+        &format!("Bad '{name}'"),
+        "BAD_REQUEST",
+    )
 }
 
 /// Serves one request.
@@ -79,33 +127,39 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp,
     let path = req.uri().path().to_string();
     let resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/json/events" | "/api/v1/events") => get_events(&shared, req).await,
-        (Method::DELETE, "/json/events" | "/api/v1/events") => delete_queue(&shared, &req),
-        (Method::POST, "/api/v1/events/internal") => register(&shared, req).await,
-        (Method::POST, "/fake/publish") => publish(&shared, &req).await,
-        (Method::GET, "/fake/queues") => list_queues(&shared, &req),
-        (_, "/json/events" | "/api/v1/events" | "/api/v1/events/internal" | "/fake/publish") => {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-                "BAD_REQUEST",
-            )
+        (Method::DELETE, "/json/events" | "/api/v1/events") => {
+            manage::delete_queue(&shared, req).await
         }
+        (Method::POST, "/api/v1/events/internal") => manage::register(&shared, req).await,
+        (Method::POST, "/fake/publish") => manage::publish(&shared, &req).await,
+        (Method::POST, "/fake/cleanup") => manage::cleanup(&shared, req).await,
+        (Method::GET, "/fake/queues") => manage::list_queues(&shared, &req),
+        (
+            _,
+            "/json/events"
+            | "/api/v1/events"
+            | "/api/v1/events/internal"
+            | "/fake/publish"
+            | "/fake/cleanup",
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            "BAD_REQUEST",
+        ),
         _ => error(StatusCode::NOT_FOUND, "Not found", "NOT_FOUND"),
     };
     Ok(resp)
 }
 
-/// `X-Accel-Redirect` for a user that lives on another port (user-split realms).
+/// Where a GET for a user this process does not serve goes: Zulip's `get_events` answers an
+/// empty body with `X-Accel-Redirect` to the user's current port, which nginx follows.
 fn redirect_if_elsewhere(shared: &Shared, req: &Request<Incoming>) -> Option<Resp> {
-    let ports = &shared.options.user_split;
-    if ports.is_empty() {
-        return None;
-    }
-    let user_id = user_id(req);
-    let port = ports[(user_id % ports.len() as u64) as usize];
-    if port == shared.port {
-        return None;
-    }
+    let host = host(req);
+    let port = match shared.placement(host, user_id(req)) {
+        Placement::Here => return None,
+        Placement::NoShard => return Some(no_shard(host)),
+        Placement::Elsewhere { current, .. } => current,
+    };
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut r = Response::new(Full::new(Bytes::new()));
     r.headers_mut().insert(
@@ -115,7 +169,8 @@ fn redirect_if_elsewhere(shared: &Shared, req: &Request<Incoming>) -> Option<Res
     Some(r)
 }
 
-fn user_id(req: &Request<Incoming>) -> u64 {
+/// The `X-Zulip-User-Id` header (0 when absent).
+pub(super) fn user_id(req: &Request<Incoming>) -> u64 {
     req.headers()
         .get(USER_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -140,7 +195,11 @@ async fn get_events(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
         let Some(realm) = realm(&req) else {
             return error(StatusCode::BAD_REQUEST, "Missing Host", "BAD_REQUEST");
         };
-        let Some((id, seq)) = shared.create(&realm, user_id(&req)) else {
+        let lifespan_secs = match uint_param(&p, "lifespan_secs") {
+            Ok(l) => l,
+            Err(name) => return bad_param(name),
+        };
+        let Some((id, seq)) = shared.create(&realm, user_id(&req), lifespan_secs) else {
             return std::future::pending().await;
         };
         return json_resp(
@@ -149,8 +208,15 @@ async fn get_events(shared: &Arc<Shared>, req: Request<Incoming>) -> Resp {
                    "last_event_id": -1, "realm_seq": seq}),
         );
     };
+    // Zulip's `fetch_events`: polling a queue needs the last event the client has.
     let last_event_id: i64 = match p.get("last_event_id").map(|v| v.parse()) {
-        None => -1,
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Missing 'last_event_id' argument",
+                "BAD_REQUEST",
+            )
+        }
         Some(Ok(v)) => v,
         Some(Err(_)) => {
             return error(StatusCode::BAD_REQUEST, "Bad last_event_id", "BAD_REQUEST");
@@ -198,108 +264,4 @@ impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         self.shared.lock().unwait(self.queue_id, self.generation);
     }
-}
-
-fn delete_queue(shared: &Shared, req: &Request<Incoming>) -> Resp {
-    let p = params(req.uri().query());
-    let Some(queue_id) = p.get("queue_id") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Missing 'queue_id' argument",
-            "BAD_REQUEST",
-        );
-    };
-    match shared.lock().queues.remove(queue_id) {
-        Some(_) => json_resp(StatusCode::OK, json!({"result": "success", "msg": ""})),
-        None => bad_queue(queue_id),
-    }
-}
-
-async fn register(shared: &Shared, req: Request<Incoming>) -> Resp {
-    let Some(realm) = realm(&req) else {
-        return error(StatusCode::BAD_REQUEST, "Missing Host", "BAD_REQUEST");
-    };
-    let mut p = params(req.uri().query());
-    let header_user = req
-        .headers()
-        .contains_key(USER_ID_HEADER)
-        .then(|| user_id(&req));
-    let body = match tokio::time::timeout(Duration::from_secs(10), req.into_body().collect()).await
-    {
-        Ok(Ok(b)) => b.to_bytes(),
-        _ => return error(StatusCode::BAD_REQUEST, "Bad body", "BAD_REQUEST"),
-    };
-    p.extend(form_urlencoded::parse(&body).into_owned());
-    let user_id = match p.get("user_id").map(|v| v.parse::<u64>()) {
-        Some(Ok(u)) => u,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Bad user_id", "BAD_REQUEST"),
-        None => header_user.unwrap_or(0),
-    };
-    let Some((id, seq)) = shared.create(&realm, user_id) else {
-        return std::future::pending().await;
-    };
-    json_resp(
-        StatusCode::OK,
-        json!({"result": "success", "msg": "", "queue_id": id, "last_event_id": -1,
-               "realm_seq": seq}),
-    )
-}
-
-async fn publish(shared: &Shared, req: &Request<Incoming>) -> Resp {
-    let p = params(req.uri().query());
-    let Some(realm) = p.get("realm").map(|r| r.to_ascii_lowercase()) else {
-        return error(StatusCode::BAD_REQUEST, "Missing 'realm'", "BAD_REQUEST");
-    };
-    let num = |k: &str| p.get(k).map(|v| v.parse::<u64>());
-    let count = match num("count") {
-        None => 1,
-        Some(Ok(c)) if c >= 1 => c,
-        _ => return error(StatusCode::BAD_REQUEST, "Bad 'count'", "BAD_REQUEST"),
-    };
-    let published_at_us = match num("published_at_us") {
-        None => now_us(),
-        Some(Ok(t)) => t,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Bad 'published_at_us'",
-                "BAD_REQUEST",
-            )
-        }
-    };
-    let answer = {
-        let mut state = shared.lock();
-        if state.stopping {
-            None
-        } else {
-            let first_seq = match num("seq") {
-                None => state.realm_seq.get(&realm).copied().unwrap_or(0) + 1,
-                Some(Ok(s)) if s >= 1 => s,
-                _ => return error(StatusCode::BAD_REQUEST, "Bad 'seq'", "BAD_REQUEST"),
-            };
-            let queues = state.publish(&realm, first_seq, count, published_at_us);
-            Some(json!({"result": "success", "msg": "", "queues": queues,
-                        "realm_seq": state.realm_seq[&realm]}))
-        }
-    };
-    match answer {
-        Some(body) => json_resp(StatusCode::OK, body),
-        None => std::future::pending().await,
-    }
-}
-
-fn list_queues(shared: &Shared, req: &Request<Incoming>) -> Resp {
-    let p = params(req.uri().query());
-    let realm = p.get("realm").map(|r| r.to_ascii_lowercase());
-    let state = shared.lock();
-    let queues: Vec<_> = state
-        .queues
-        .iter()
-        .filter(|(_, q)| realm.as_ref().is_none_or(|r| &q.realm == r))
-        .map(|(id, q)| json!({"id": id, "realm": q.realm, "user_id": q.user_id, "pending": q.events.len()}))
-        .collect();
-    json_resp(
-        StatusCode::OK,
-        json!({"result": "success", "msg": "", "count": queues.len(), "queues": queues}),
-    )
 }

@@ -1,27 +1,35 @@
 //! fake-tornado: a faithful stand-in for one Zulip Tornado shard, used by kansas's tests and by
 //! operators load-testing their setup. It keeps event queues with Zulip's long-poll semantics
-//! (see `../shared/reference/zulip-facts.md`), heartbeats idle long-polls, expires idle queues,
-//! survives restarts through a state file exactly as Tornado does (dump on SIGTERM, then cut open
-//! long-polls mid-request), and can split realms over several processes by user with
-//! `X-Accel-Redirect`. Events are injected through `POST /fake/publish`, standing in for Django
-//! publishing through RabbitMQ.
+//! (see `../shared/reference/zulip-facts.md`), heartbeats idle long-polls, expires each queue
+//! after its own lifespan without a client, survives restarts through a state file exactly as
+//! Tornado does (dump on SIGTERM, then cut open long-polls mid-request; on start reload and add a
+//! `restart` event to every queue), and knows which users it serves the way Tornado does with
+//! kansas_zulip's patches: by following a kansas routing config (`--routing-config`, database
+//! included) or by a fixed user split (`--user-split`); users it does not serve get
+//! `X-Accel-Redirect` (GET), a refused registration (500) or a forwarded cleanup (DELETE).
+//! Events are injected through `POST /fake/publish`, standing in for Django publishing through
+//! RabbitMQ.
 
 mod http;
+mod manage;
+pub mod routing;
 pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use http::USER_ID_HEADER;
+use routing::{Placement, Routing};
 use state::State;
 
 /// How a fake shard behaves.
@@ -33,10 +41,17 @@ pub struct Options {
     /// An idle long-poll gets a heartbeat after `heartbeat + random(0..heartbeat_jitter)`.
     pub heartbeat: Duration,
     pub heartbeat_jitter: Duration,
-    /// A queue with no connected client for this long is deleted.
+    /// The lifespan of a queue registered without `lifespan_secs` (or with 0): deleted after
+    /// this long with no connected client (Zulip: 600 s).
     pub queue_timeout: Duration,
     /// Tornado ports a user-split realm is spread over (`user_id % n`); empty: no split.
+    /// Ignored with `routing_config`.
     pub user_split: Vec<u16>,
+    /// A kansas config file whose routing (database included) says which users this process
+    /// serves.
+    pub routing_config: Option<PathBuf>,
+    /// The Tornado port this process answers to (default: the port it listens on).
+    pub tornado_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -48,6 +63,8 @@ impl Default for Options {
             heartbeat_jitter: Duration::from_secs(10),
             queue_timeout: Duration::from_secs(600),
             user_split: Vec::new(),
+            routing_config: None,
+            tornado_port: None,
         }
     }
 }
@@ -56,8 +73,12 @@ impl Default for Options {
 pub struct Shared {
     state: Mutex<State>,
     options: Options,
-    /// The port this shard answers to (for user-split redirects).
+    /// The Tornado port this shard answers to (redirects, and which users it serves).
     port: u16,
+    /// The routing followed with `--routing-config`.
+    routing: Option<Routing>,
+    /// Wakes the expiry loop when a queue with a shorter lifespan than any before is created.
+    expiry_wake: Notify,
 }
 
 impl Shared {
@@ -65,10 +86,36 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates a queue unless the shard is stopping.
-    fn create(&self, realm: &str, user_id: u64) -> Option<(String, u64)> {
+    /// Creates a queue unless the shard is stopping. `lifespan_secs` as asked at registration.
+    fn create(
+        &self,
+        realm: &str,
+        user_id: u64,
+        lifespan_secs: Option<u64>,
+    ) -> Option<(String, u64)> {
+        let lifespan = state::lifespan(lifespan_secs, self.options.queue_timeout);
         let mut state = self.lock();
-        (!state.stopping).then(|| state.create(realm, user_id))
+        if state.stopping {
+            return None;
+        }
+        let shorter = state.shortest_lifespan.is_none_or(|s| lifespan < s);
+        let created = state.create(realm, user_id, lifespan);
+        drop(state);
+        if shorter {
+            self.expiry_wake.notify_one();
+        }
+        Some(created)
+    }
+
+    /// Whether this process serves `user_id` of `realm` (the Host header, as sent).
+    fn placement(&self, realm: &str, user_id: u64) -> Placement {
+        routing::placement(
+            self.routing.as_ref(),
+            &self.options.user_split,
+            self.port,
+            realm,
+            user_id,
+        )
     }
 }
 
@@ -91,13 +138,27 @@ pub enum FakeError {
     },
     #[error("state file {path}: {reason}")]
     StateFile { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Routing(String),
 }
 
 impl FakeTornado {
-    /// Loads the state file (if any), binds and starts serving.
+    /// Loads the state file (if any) and the routing config (if any), binds and starts serving.
     pub async fn start(options: Options) -> Result<FakeTornado, FakeError> {
+        let routing = match &options.routing_config {
+            Some(path) => Some(Routing::follow(path).await.map_err(FakeError::Routing)?),
+            None => None,
+        };
         let state = match &options.state_file {
-            Some(path) if path.exists() => load_state(path)?,
+            Some(path) if path.exists() => {
+                let mut state = load_state(path, options.queue_timeout)?;
+                // Like Tornado's `send_restart_events`: every restored queue learns of the restart.
+                let generation = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                state.restart_events(generation);
+                state
+            }
             _ => State::default(),
         };
         let listener =
@@ -113,8 +174,10 @@ impl FakeTornado {
         })?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
-            port: addr.port(),
+            port: options.tornado_port.unwrap_or(addr.port()),
             options,
+            routing,
+            expiry_wake: Notify::new(),
         });
         let stop_accepting = CancellationToken::new();
         let close_connections = CancellationToken::new();
@@ -199,29 +262,36 @@ async fn accept_loop(
     }
 }
 
+/// Deletes expired queues: one pass over the queues every quarter of the shortest lifespan held
+/// (at least every 100 ms, at most every minute, Zulip's own period), so a queue is deleted at
+/// most a quarter of its lifespan late and the common case (every queue 600 s) costs one pass a
+/// minute. A new queue with a shorter lifespan wakes the loop to shorten its period.
 async fn expiry_loop(shared: Arc<Shared>, stop: CancellationToken) {
-    let timeout = shared.options.queue_timeout;
-    let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     loop {
+        let shortest = shared.lock().shortest_lifespan;
+        let every = shortest
+            .map_or(Duration::from_secs(60), |s| s / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(60));
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = shared.expiry_wake.notified() => continue,
             _ = tokio::time::sleep(every) => {}
         }
-        let n = shared.lock().expire(timeout);
+        let n = shared.lock().expire(Instant::now());
         if n > 0 {
             tracing::info!(expired = n, "deleted idle event queues");
         }
     }
 }
 
-fn load_state(path: &PathBuf) -> Result<State, FakeError> {
+fn load_state(path: &PathBuf, default_lifespan: Duration) -> Result<State, FakeError> {
     let err = |reason: String| FakeError::StateFile {
         path: path.clone(),
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-    let state = State::load(value).map_err(err)?;
+    let state = State::load(value, default_lifespan).map_err(err)?;
     // Like Tornado: the dump is consumed by the start that loads it.
     std::fs::remove_file(path).map_err(|e| err(e.to_string()))?;
     tracing::info!(queues = state.queues.len(), path = %path.display(), "loaded event queues");

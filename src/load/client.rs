@@ -1,7 +1,11 @@
-//! One simulated Zulip client: registers a queue through the target (GET without `queue_id`,
-//! `dont_block=true`), then long-polls in a loop exactly like the web app: `last_event_id`
-//! bookkeeping, the web app's backoff and `dont_block=true` retry after an error, and a
-//! re-registration (a "reload") on `BAD_EVENT_QUEUE_ID`.
+//! One simulated Zulip client: registers a queue, either as Zulip does (through the Django
+//! stand-in, which asks the user's current shard directly) or through the target (GET without
+//! `queue_id`, `dont_block=true`), then long-polls through the target in a loop exactly like the
+//! web app: `last_event_id` bookkeeping (every event counts for it; only `fake_event`s count
+//! for the report, so `restart` and `heartbeat` events are otherwise ignored), the web app's
+//! backoff and `dont_block=true` retry after an error, and a re-registration (a "reload") on
+//! `BAD_EVENT_QUEUE_ID`. At the end it deletes its queue (`DELETE` with a form body, as Zulip's
+//! clients do).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::Empty;
+use http_body_util::Full;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{Answer, Conn};
-use super::publisher::now_us;
+use super::publisher::{now_us, Publisher};
 use super::report::{Registration, Stats};
 use crate::fake_tornado::USER_ID_HEADER;
 
@@ -44,6 +48,12 @@ pub struct ClientSpec {
     pub live: Arc<Live>,
     /// This client's highest received sequence number (`u64::MAX` while unregistered).
     pub last_seq: Arc<AtomicU64>,
+    /// Registers through this Django stand-in, else through the target.
+    pub django: Option<Arc<Publisher>>,
+    /// `lifespan_secs` asked at registration (0: Zulip's default).
+    pub lifespan_secs: u64,
+    /// How long the final `DELETE` may take (`None`: no `DELETE`, the queue is kept).
+    pub delete_timeout: Option<Duration>,
 }
 
 /// What a client hands back at the end: its counters and its live registration, if any.
@@ -84,9 +94,44 @@ pub async fn run(spec: ClientSpec, stop: CancellationToken) -> ClientResult {
     let mut queue_id: Option<String> = None;
     let mut last_event_id: i64 = -1;
     let mut failures: u32 = 0;
+    let lifespan = match spec.lifespan_secs {
+        0 => String::new(),
+        n => format!("&lifespan_secs={n}"),
+    };
     loop {
+        if let (None, Some(django)) = (&queue_id, &spec.django) {
+            let user = spec.id as u64;
+            let registered = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = django.register(&spec.realm, user, spec.lifespan_secs) => r,
+            };
+            match registered {
+                Ok(r) => {
+                    queue_id = Some(r.queue_id);
+                    last_event_id = -1;
+                    failures = 0;
+                    stats.registrations += 1;
+                    reg = Some(Registration::new(r.realm_seq));
+                    spec.last_seq.store(r.realm_seq, Ordering::Relaxed);
+                    spec.live.registered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(client = spec.id, error = ?e, "registration failed");
+                    failures += 1;
+                    note_error(&mut stats, &spec, "register_failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff(failures, spec.backoff_scale)) => {}
+                    }
+                }
+            }
+            continue;
+        }
         let uri = match &queue_id {
-            None => format!("http://{}{}?dont_block=true", spec.target, spec.path),
+            None => format!(
+                "http://{}{}?dont_block=true{lifespan}",
+                spec.target, spec.path
+            ),
             Some(q) => format!(
                 "http://{}{}?queue_id={q}&last_event_id={last_event_id}{}",
                 spec.target,
@@ -97,7 +142,7 @@ pub async fn run(spec: ClientSpec, stop: CancellationToken) -> ClientResult {
         let req = Request::get(uri)
             .header(http::header::HOST, &*spec.realm)
             .header(USER_ID_HEADER, spec.id.to_string())
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::new()))
             .expect("valid request");
         let started = Instant::now();
         let result = tokio::select! {
@@ -177,10 +222,49 @@ pub async fn run(spec: ClientSpec, stop: CancellationToken) -> ClientResult {
             }
         }
     }
+    if let (Some(q), Some(timeout)) = (&queue_id, spec.delete_timeout) {
+        // The long-poll in flight was abandoned: its connection cannot carry the DELETE.
+        conn.reset();
+        delete(&mut conn, &spec, q, timeout, &mut stats).await;
+    }
     ClientResult {
         realm: spec.realm,
         stats,
         open: reg,
+    }
+}
+
+/// Deletes the queue through the target, as Zulip's clients do on leaving (`queue_id` in a
+/// form body); a failure counts as `delete_<kind>` (`delete_http_<code>` for a status).
+async fn delete(
+    conn: &mut Conn,
+    spec: &ClientSpec,
+    queue_id: &str,
+    timeout: Duration,
+    stats: &mut Stats,
+) {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("queue_id", queue_id)
+        .finish();
+    let req = Request::delete(format!("http://{}{}", spec.target, spec.path))
+        .header(http::header::HOST, &*spec.realm)
+        .header(USER_ID_HEADER, spec.id.to_string())
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid request");
+    stats.requests += 1;
+    spec.live.requests.fetch_add(1, Ordering::Relaxed);
+    match conn.send(req, timeout).await {
+        Ok(a) => {
+            *stats.by_status.entry(a.status.as_u16()).or_default() += 1;
+            if a.status != 200 {
+                note_error(stats, spec, &format!("delete_http_{}", a.status.as_u16()));
+            }
+        }
+        Err(f) => note_error(stats, spec, &format!("delete_{}", f.name())),
     }
 }
 

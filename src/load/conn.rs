@@ -1,6 +1,7 @@
-//! One simulated client's HTTP/1.1 connection: opened lazily (optionally from a chosen source
-//! address, so thousands of clients are not limited by one address's ephemeral ports), reused
-//! while the server keeps it alive, and every failure classified the way the report counts it.
+//! One HTTP/1.1 connection (a simulated client's, or a publisher lane's): opened lazily
+//! (optionally from a chosen source address, so thousands of clients are not limited by one
+//! address's ephemeral ports), reused while the server keeps it alive, and every failure
+//! classified the way the report counts it.
 
 use std::error::Error as StdError;
 use std::io;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpSocket;
@@ -51,7 +52,7 @@ pub struct Answer {
 pub struct Conn {
     target: SocketAddr,
     source: Option<IpAddr>,
-    sender: Option<SendRequest<Empty<Bytes>>>,
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
@@ -63,7 +64,12 @@ impl Conn {
         }
     }
 
-    async fn connect(&mut self) -> Result<SendRequest<Empty<Bytes>>, Failure> {
+    /// Forgets the connection (one with a request abandoned mid-way cannot be reused).
+    pub fn reset(&mut self) {
+        self.sender = None;
+    }
+
+    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, Failure> {
         let socket = if self.target.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -96,7 +102,7 @@ impl Conn {
     /// Sends one request and reads the whole answer, within `timeout`.
     pub async fn send(
         &mut self,
-        req: Request<Empty<Bytes>>,
+        req: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Answer, Failure> {
         match tokio::time::timeout(timeout, self.send_inner(req)).await {
@@ -113,7 +119,7 @@ impl Conn {
         }
     }
 
-    async fn send_inner(&mut self, req: Request<Empty<Bytes>>) -> Result<Answer, Failure> {
+    async fn send_inner(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Failure> {
         // Reuse the connection only while the server keeps it open.
         if let Some(s) = &mut self.sender {
             if s.is_closed() || s.ready().await.is_err() {

@@ -1,31 +1,47 @@
 //! kansas-load: many simulated Zulip clients long-polling through any HTTP target (kansas,
-//! nginx or a shard), a publisher injecting events into every fake-tornado shard, and a report
-//! that counts every lost, duplicated or reordered event and every error by kind.
+//! nginx or a shard), a publisher injecting events into fake-tornado shards (to every shard, or,
+//! following a kansas routing config, where Django would), a Django stand-in registering queues
+//! as Zulip does, and a report that counts every lost, duplicated or reordered event and every
+//! error by kind.
 //!
 //! A run: clients start (spread over a ramp), register and long-poll; the publisher injects
 //! events at the given rate for the duration; then publishing stops, every shard receives what
 //! is still queued for it, clients get until `settle` to catch up to each realm's last sequence
-//! number, and everything still missing then is lost.
+//! number, and everything still missing then is lost; last, every client deletes its queue.
 
 pub mod args;
 mod client;
 mod conn;
+mod django;
+mod lane;
 mod publisher;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::fake_tornado::routing::Routing;
 pub use client::backoff;
 use client::{ClientSpec, Live};
-use publisher::{Batch, Publisher};
+use django::Routed;
+use publisher::Publisher;
 use report::{Report, Stats};
+
+/// How clients register their queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterVia {
+    /// A GET without `queue_id` through the target (`dont_block=true`).
+    Target,
+    /// As Zulip: Django (the stand-in) calls the user's current shard directly.
+    Django,
+}
 
 /// A load run's parameters.
 #[derive(Debug, Clone)]
@@ -37,8 +53,17 @@ pub struct Options {
     pub duration: Duration,
     /// Events per second over all realms.
     pub publish_rate: f64,
-    /// fake-tornado shards the publisher injects into.
+    /// fake-tornado shards the publisher injects every batch into (without `routing_config`).
     pub shards: Vec<SocketAddr>,
+    /// A kansas config file (database included) to publish and register by, as Django does.
+    pub routing_config: Option<PathBuf>,
+    pub register_via: RegisterVia,
+    /// Publish to each user's current shard only (loses events while a realm drains).
+    pub publish_current_only: bool,
+    /// `lifespan_secs` asked at registration (0: Zulip's default).
+    pub lifespan_secs: u64,
+    /// Leave the queues at the end instead of deleting them (to inspect where they are).
+    pub keep_queues: bool,
     /// Realm hosts are `r<i>.<run_id>.<realm_domain>`.
     pub realm_domain: String,
     pub run_id: String,
@@ -64,20 +89,46 @@ impl Options {
     }
 }
 
+/// The longest a client's final `DELETE` may take.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A fresh random run id (6 hex digits), so realm names never collide with an earlier run's.
 pub fn new_run_id() -> String {
     format!("{:06x}", fastrand::u32(..0x100_0000))
 }
 
-/// Runs the load test and returns its report.
-pub async fn run(opts: Options) -> Report {
+/// Runs the load test and returns its report; `Err` when the routing config cannot be used.
+pub async fn run(opts: Options) -> Result<Report, String> {
     let started = Instant::now();
     let realms: Vec<Arc<str>> = (0..opts.realms.max(1))
         .map(|i| Arc::from(opts.realm_host(i)))
         .collect();
-    let live = Arc::new(Live::default());
     let stop_clients = CancellationToken::new();
     let stop_publisher = CancellationToken::new();
+    let routed = match &opts.routing_config {
+        None if opts.register_via == RegisterVia::Django || opts.publish_current_only => {
+            return Err(
+                "registering via Django and --publish-current-only need --routing-config".into(),
+            )
+        }
+        None => None,
+        Some(path) => {
+            let mut users: HashMap<Arc<str>, Vec<u64>> = HashMap::new();
+            for id in 0..opts.clients {
+                let realm = realms[id % realms.len()].clone();
+                users.entry(realm).or_default().push(id as u64);
+            }
+            let routing = Routing::follow(path).await?;
+            Some(Routed::new(routing, users, opts.publish_current_only))
+        }
+    };
+    let publisher = Arc::new(Publisher::new(
+        opts.shards.clone(),
+        routed,
+        stop_publisher.clone(),
+    ));
+    let django = (opts.register_via == RegisterVia::Django).then(|| publisher.clone());
+    let live = Arc::new(Live::default());
     let mut last_seqs = Vec::with_capacity(opts.clients);
     let mut handles = Vec::with_capacity(opts.clients);
     let steady_after_us = publisher::now_us() + opts.ramp.as_micros() as u64;
@@ -100,6 +151,9 @@ pub async fn run(opts: Options) -> Report {
             steady_after_us,
             live: live.clone(),
             last_seq,
+            django: django.clone(),
+            lifespan_secs: opts.lifespan_secs,
+            delete_timeout: (!opts.keep_queues).then(|| opts.request_timeout.min(DELETE_TIMEOUT)),
         };
         handles.push(tokio::spawn(client::run(spec, stop_clients.clone())));
     }
@@ -107,15 +161,14 @@ pub async fn run(opts: Options) -> Report {
     let progress = opts
         .progress
         .then(|| spawn_progress(live.clone(), opts.clients));
-    let publisher = Publisher::start(&opts.shards, stop_publisher.clone());
-    let pub_stats = publisher.stats.clone();
-    let final_seq = publish_for(&publisher, &realms, opts.publish_rate, opts.duration).await;
+    publish_for(&publisher, &realms, opts.publish_rate, opts.duration).await;
+    let final_seq = publisher.seqs();
     let published: u64 = final_seq.values().sum();
 
     // Let every shard take what is queued for it, then let the clients catch up.
     let settle_deadline = Instant::now() + opts.settle;
     tokio::select! {
-        _ = publisher.finish() => {}
+        _ = publisher.drained() => {}
         _ = tokio::time::sleep_until(settle_deadline.into()) => stop_publisher.cancel(),
     }
     while Instant::now() < settle_deadline {
@@ -129,8 +182,8 @@ pub async fn run(opts: Options) -> Report {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Clients stop (deleting their queues), then the lanes.
     stop_clients.cancel();
-    stop_publisher.cancel();
 
     let mut total = Stats::default();
     for h in handles {
@@ -146,15 +199,18 @@ pub async fn run(opts: Options) -> Report {
         }
         total.merge(&stats);
     }
+    stop_publisher.cancel();
     if let Some(p) = progress {
         p.abort();
     }
+    let pub_stats = &publisher.stats;
     tracing::debug!(
         posts = pub_stats.posts.load(Ordering::Relaxed),
         retries = pub_stats.retries.load(Ordering::Relaxed),
+        undeliverable = pub_stats.undeliverable.load(Ordering::Relaxed),
         "publisher done"
     );
-    Report::new(
+    Ok(Report::new(
         opts.target.to_string(),
         opts.clients,
         realms.len(),
@@ -162,17 +218,11 @@ pub async fn run(opts: Options) -> Report {
         published,
         &total,
         &opts.allow,
-    )
+    ))
 }
 
-/// Publishes at `rate` events/s for `duration`; returns each realm's last sequence number.
-async fn publish_for(
-    publisher: &Publisher,
-    realms: &[Arc<str>],
-    rate: f64,
-    duration: Duration,
-) -> HashMap<Arc<str>, u64> {
-    let mut seq: HashMap<Arc<str>, u64> = HashMap::new();
+/// Publishes at `rate` events/s for `duration`, to random realms.
+async fn publish_for(publisher: &Publisher, realms: &[Arc<str>], rate: f64, duration: Duration) {
     let start = Instant::now();
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -187,17 +237,9 @@ async fn publish_for(
         }
         let at = publisher::now_us();
         for (realm, count) in batch {
-            let s = seq.entry(realm.clone()).or_default();
-            publisher.publish(Batch {
-                realm,
-                first_seq: *s + 1,
-                count,
-                published_at_us: at,
-            });
-            *s += count;
+            publisher.publish(&realm, count, at);
         }
     }
-    seq
 }
 
 /// Live progress on standard error: a bar on a terminal, a line every 10 s otherwise.

@@ -1,46 +1,21 @@
 //! The event publisher, standing in for Django publishing through RabbitMQ: it assigns each
-//! realm's sequence numbers, sends every batch to every shard (each delivers only to the queues
-//! it holds), and, like a durable queue, retries a shard that is down until it takes the batch,
-//! strictly in order, so a restarted shard misses nothing.
+//! realm's sequence numbers and queues every batch into the lane of each shard that must get it
+//! (`lane.rs`: strictly in order, a shard that is down retried until it takes the batch). Without
+//! a routing config, every batch goes to every `--shards` address (each shard delivers only to
+//! the queues it holds); with one, where Django's `send_event` sends it (`django.rs`). Lanes are
+//! created on first use, one per shard address.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Empty;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::Conn;
-
-/// Events for one realm with consecutive sequence numbers.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    pub realm: Arc<str>,
-    pub first_seq: u64,
-    pub count: u64,
-    pub published_at_us: u64,
-}
-
-/// Publisher counters.
-#[derive(Debug, Default)]
-pub struct PublishStats {
-    pub posts: AtomicU64,
-    pub retries: AtomicU64,
-    /// Batches queued but not yet accepted by every shard.
-    pub pending: AtomicU64,
-}
-
-/// One ordered delivery lane per shard.
-pub struct Publisher {
-    lanes: Vec<mpsc::UnboundedSender<Batch>>,
-    tasks: Vec<JoinHandle<()>>,
-    pub stats: Arc<PublishStats>,
-}
+use super::django::Routed;
+use super::lane::{self, Batch, Op, PublishStats};
 
 pub fn now_us() -> u64 {
     SystemTime::now()
@@ -49,72 +24,98 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-impl Publisher {
-    /// Starts one lane per shard address; `stop` abandons undelivered batches.
-    pub fn start(shards: &[SocketAddr], stop: CancellationToken) -> Publisher {
-        let stats = Arc::new(PublishStats::default());
-        let mut lanes = Vec::new();
-        let mut tasks = Vec::new();
-        for &addr in shards {
-            let (tx, rx) = mpsc::unbounded_channel();
-            lanes.push(tx);
-            tasks.push(tokio::spawn(lane(addr, rx, stats.clone(), stop.clone())));
-        }
-        Publisher {
-            lanes,
-            tasks,
-            stats,
-        }
-    }
-
-    /// Queues a batch for every shard.
-    pub fn publish(&self, batch: Batch) {
-        for lane in &self.lanes {
-            self.stats.pending.fetch_add(1, Ordering::Relaxed);
-            let _ = lane.send(batch.clone());
-        }
-    }
-
-    /// Stops taking batches and waits until every lane delivered what it has (or was stopped).
-    pub async fn finish(self) {
-        drop(self.lanes);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
+/// Assigns sequence numbers and feeds the lanes.
+pub struct Publisher {
+    state: Mutex<State>,
+    /// Where batches go: `None`, every address of `shards`.
+    pub(super) routed: Option<Routed>,
+    shards: Vec<SocketAddr>,
+    pub stats: Arc<PublishStats>,
+    stop: CancellationToken,
 }
 
-async fn lane(
-    addr: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    stats: Arc<PublishStats>,
-    stop: CancellationToken,
-) {
-    let mut conn = Conn::new(addr, None);
-    while let Some(b) = rx.recv().await {
-        loop {
-            let uri = format!(
-                "http://{addr}/fake/publish?realm={}&seq={}&count={}&published_at_us={}",
-                b.realm, b.first_seq, b.count, b.published_at_us
-            );
-            let req = Request::post(uri)
-                .header(http::header::HOST, addr.to_string())
-                .body(Empty::<Bytes>::new())
-                .expect("valid request");
-            stats.posts.fetch_add(1, Ordering::Relaxed);
-            let ok = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = conn.send(req, Duration::from_secs(10)) => matches!(r, Ok(a) if a.status == 200),
-            };
-            if ok {
-                stats.pending.fetch_sub(1, Ordering::Relaxed);
-                break;
+/// What the publisher's one lock guards: taking a sequence number and queueing what follows
+/// from it happen together (a registration queued after a batch is behind it in its lane).
+pub(super) struct State {
+    /// Each realm's last assigned sequence number.
+    pub seq: HashMap<Arc<str>, u64>,
+    lanes: HashMap<SocketAddr, mpsc::UnboundedSender<Op>>,
+}
+
+impl Publisher {
+    /// A publisher to every address of `shards` (`routed` = `None`), or by Django's rules;
+    /// `stop` ends every lane, abandoning what it still holds.
+    pub fn new(
+        shards: Vec<SocketAddr>,
+        routed: Option<Routed>,
+        stop: CancellationToken,
+    ) -> Publisher {
+        Publisher {
+            state: Mutex::new(State {
+                seq: HashMap::new(),
+                lanes: HashMap::new(),
+            }),
+            routed,
+            shards,
+            stats: Arc::new(PublishStats::default()),
+            stop,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `op` into the lane to `addr` (started on first use).
+    pub(super) fn send(&self, state: &mut State, addr: SocketAddr, op: Op) {
+        if matches!(op, Op::Publish { .. }) {
+            self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        }
+        let lane = state.lanes.entry(addr).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(lane::run(addr, rx, self.stats.clone(), self.stop.clone()));
+            tx
+        });
+        let _ = lane.send(op);
+    }
+
+    /// Publishes `count` events for `realm`, published at `published_at_us`: takes the next
+    /// sequence numbers and queues the batch for every shard that must get it.
+    pub fn publish(&self, realm: &Arc<str>, count: u64, published_at_us: u64) {
+        let mut state = self.lock();
+        let seq = state.seq.entry(realm.clone()).or_default();
+        let batch = Batch {
+            realm: realm.clone(),
+            first_seq: *seq + 1,
+            count,
+            published_at_us,
+        };
+        *seq += count;
+        match &self.routed {
+            None => {
+                for &addr in &self.shards {
+                    let batch = batch.clone();
+                    self.send(&mut state, addr, Op::Publish { batch, users: None });
+                }
             }
-            stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            Some(routed) => {
+                for (addr, users) in routed.destinations(realm, &self.stats) {
+                    let batch = batch.clone();
+                    self.send(&mut state, addr, Op::Publish { batch, users });
+                }
             }
+        }
+    }
+
+    /// Each realm's last sequence number.
+    pub fn seqs(&self) -> HashMap<Arc<str>, u64> {
+        self.lock().seq.clone()
+    }
+
+    /// Waits until every batch queued so far was taken by its shard.
+    pub async fn drained(&self) {
+        while self.stats.pending.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
