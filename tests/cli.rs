@@ -69,6 +69,8 @@ drain_secs = -1
 upstream_connect_secs = 0
 [log]
 format = "xml"
+[queues]
+reload_delay_secs = -1
 [[shards]]
 name = "a"
 address = "127.0.0.1:9800"
@@ -100,6 +102,7 @@ pattern = "x"
         "timeouts.drain_secs:",
         "timeouts.upstream_connect_secs:",
         "log.format:",
+        "queues.reload_delay_secs: must be a number of seconds",
         "shards[0].weight:",
         "shards[1].name: duplicate shard name",
         "shards[1].address:",

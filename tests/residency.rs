@@ -214,3 +214,45 @@ fn route_batch_and_residency_say_where_each_realm_lives() {
         "{route}"
     );
 }
+
+/// kansas decided a known queue's shard still serves the realm, but the shard, an instant
+/// later, no longer does (its drain window closed in between) and redirects the poll: the queue
+/// there gets no more events, so kansas answers `BAD_EVENT_QUEUE_ID` and deletes it there,
+/// exactly as when it sees the window closed itself, instead of following the redirect (which
+/// would leave the queue behind until Tornado's garbage collection).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_known_queue_its_shard_redirects_away_is_reloaded_and_deleted_there() {
+    let (p0, p1) = (common::fake::free_port(), common::fake::free_port());
+    let state = tempfile::tempdir().unwrap();
+    let state_file = state.path().join("s0.json");
+    let state_file = state_file.to_str().unwrap();
+    let mut f0 = Fake::start_on(&format!("127.0.0.1:{p0}"), &["--state-file", state_file]);
+    let f1 = Fake::start_on(&format!("127.0.0.1:{p1}"), &[]);
+    let k = Kansas::start(&format!(
+        "{}[assignments]\n\"{REALM}\" = \"s0\"\n",
+        shards(&[&f0, &f1])
+    ));
+    let q = register(k.proxy).await;
+    assert_eq!(poll(k.proxy, &q).await.status, 200);
+    assert_eq!(queues_on(&f0).await, std::slice::from_ref(&q));
+
+    // s0 comes back serving user 0 (the test's user) on s1's port only.
+    f0.terminate();
+    let split = format!("{p1},{p0}");
+    let f0 = Fake::start_on(
+        &format!("127.0.0.1:{p0}"),
+        &["--state-file", state_file, "--user-split", &split],
+    );
+    assert_eq!(queues_on(&f0).await, std::slice::from_ref(&q), "restored");
+    let r = poll(k.proxy, &q).await;
+    assert!(is_bad_queue(&r), "{:?}", r.json());
+    eventually("s0 dropped the queue", async || {
+        queues_on(&f0).await.is_empty()
+    })
+    .await;
+    let m = String::from_utf8(get(k.admin, "x", "/metrics", &[]).await.body).unwrap();
+    assert!(
+        m.contains("kansas_queue_moves_total{policy=\"reload\"} 1\n"),
+        "one reload answer: {m}"
+    );
+}

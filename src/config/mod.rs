@@ -81,6 +81,9 @@ pub struct QueuesConfig {
     pub drain_window: Duration,
     /// At most this many drain windows open at once.
     pub max_drain_windows: usize,
+    /// How long kansas holds a `BAD_EVENT_QUEUE_ID` reload answer, so that Django, whose
+    /// routing may trail kansas's by this much, already agrees when the client re-registers.
+    pub reload_delay: Duration,
 }
 
 /// Where the routing authority lives (`[database]`).

@@ -76,6 +76,7 @@ pub struct RawQueues {
     pub move_policy: Option<String>,
     pub drain_window_secs: Option<f64>,
     pub max_drain_windows: Option<i64>,
+    pub reload_delay_secs: Option<f64>,
 }
 
 /// `[database]`: PostgreSQL as the routing authority.

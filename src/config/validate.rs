@@ -53,6 +53,14 @@ impl Problems {
         }
         Duration::from_secs_f64(v)
     }
+
+    /// Like [`Problems::secs`], but 0 is allowed (it turns the delay off).
+    fn secs_or_zero(&mut self, key: &str, value: Option<f64>, default: f64, max: f64) -> Duration {
+        match value {
+            Some(0.0) => Duration::ZERO,
+            _ => self.secs(key, value, default, max),
+        }
+    }
 }
 
 /// Shard names: what the database and operators use to refer to a shard.
@@ -185,6 +193,7 @@ fn queues(raw: Option<RawQueues>, p: &mut Problems) -> QueuesConfig {
         ),
         max_drain_windows: p.count("queues.max_drain_windows", raw.max_drain_windows, 16, 1, 64)
             as usize,
+        reload_delay: p.secs_or_zero("queues.reload_delay_secs", raw.reload_delay_secs, 1.0, 60.0),
     }
 }
 

@@ -60,7 +60,7 @@ impl Payload {
 /// is set to the shard that answered (after a redirect, the redirect's; after an unknown
 /// queue was found on another resident shard, that one's).
 pub async fn forward(
-    proxy: &Proxy,
+    proxy: &std::sync::Arc<Proxy>,
     mut parts: http::request::Parts,
     payload: Payload,
     peer: SocketAddr,
@@ -79,7 +79,10 @@ pub async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = upstream_uri(proxy, route.target, path_and_query.clone());
+    let client_uri = std::mem::replace(
+        &mut parts.uri,
+        upstream_uri(proxy, route.target, path_and_query.clone()),
+    );
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
@@ -92,32 +95,37 @@ pub async fn forward(
     // Only a bodiless GET is safe to hold, send again, or redirect.
     if parts.method == Method::GET && payload.is_empty() {
         let registration = route.queue_id.is_none() && is_registration(&parts.uri);
+        // A known queue lives on its shard: a redirect from there means the shard no longer
+        // serves the user (its realm stopped being resident there an instant after kansas
+        // decided), so the queue gets no more events and the client must re-register.
+        let follow = !route.known;
         let mut resp = get(
             proxy,
             route.target,
             parts.uri,
             parts.headers.clone(),
             final_shard,
+            follow,
         )
         .await?;
-        for other in others {
-            let bad = match bad_queue(proxy, resp).await? {
-                Ok(bad) => bad,
-                Err(answer) => {
-                    resp = answer;
-                    break;
+        if let (false, Some(q)) = (follow, route.queue_id) {
+            if resp.headers().contains_key(X_ACCEL_REDIRECT) {
+                parts.uri = client_uri;
+                return Ok(reload_prepared(proxy, parts, route.target, q).await);
+            }
+        }
+        if !others.is_empty() {
+            let headers = &parts.headers;
+            resp = ask_others(proxy, resp, others, final_shard, |other| {
+                let uri = upstream_uri(proxy, other, path_and_query.clone());
+                let headers = headers.clone();
+                async move {
+                    let mut shard = other;
+                    let r = get(proxy, other, uri, headers, &mut shard, true).await?;
+                    Ok((r, shard))
                 }
-            };
-            let uri = upstream_uri(proxy, other, path_and_query.clone());
-            let mut shard = other;
-            resp = match get(proxy, other, uri, parts.headers.clone(), &mut shard).await {
-                Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
-                    *final_shard = shard;
-                    r
-                }
-                // Not there either (or not reachable): the first shard's answer stands.
-                _ => bad.response(),
-            };
+            })
+            .await?;
         }
         return learn_from_get(proxy, &route, registration, *final_shard, resp).await;
     }
@@ -129,27 +137,15 @@ pub async fn forward(
     };
     let headers = parts.headers.clone();
     let mut resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
-    if let Some(bytes) = retry.filter(|_| method == Method::DELETE) {
-        for other in others {
-            let bad = match bad_queue(proxy, resp).await? {
-                Ok(bad) => bad,
-                Err(answer) => {
-                    resp = answer;
-                    break;
-                }
-            };
+    if let Some(bytes) = retry.filter(|_| method == Method::DELETE && !others.is_empty()) {
+        resp = ask_others(proxy, resp, others, final_shard, |other| {
             let mut req = Request::new(upstream::full(bytes.clone()));
             *req.method_mut() = Method::DELETE;
             *req.uri_mut() = upstream_uri(proxy, other, path_and_query.clone());
             *req.headers_mut() = headers.clone();
-            resp = match attempt(proxy, other, req).await {
-                Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
-                    *final_shard = other;
-                    r
-                }
-                _ => bad.response(),
-            };
-        }
+            async move { Ok((attempt(proxy, other, req).await?, other)) }
+        })
+        .await?;
     }
     if resp.headers().contains_key(X_ACCEL_REDIRECT) {
         tracing::error!(method = %method, shard = proxy.shard_name(route.target), "X-Accel-Redirect on a request that is not a GET");
@@ -181,6 +177,35 @@ fn other_resident_shards(proxy: &Proxy, route: &Route<'_>) -> Vec<ShardId> {
         .filter_map(|r| r.shard)
         .filter(|&id| id != route.target && snapshot.reachable(id))
         .collect()
+}
+
+/// While the answer so far is `BAD_EVENT_QUEUE_ID`, asks each of `others` in turn (`ask` sends
+/// the request there and says which shard answered); the first that has the queue answers and
+/// becomes `final_shard`. When none has it (or none answers), the first shard's answer stands.
+async fn ask_others<F>(
+    proxy: &Proxy,
+    mut resp: Response<ClientBody>,
+    others: Vec<ShardId>,
+    final_shard: &mut ShardId,
+    mut ask: impl FnMut(ShardId) -> F,
+) -> Result<Response<ClientBody>, ProxyError>
+where
+    F: std::future::Future<Output = Result<(Response<ClientBody>, ShardId), ProxyError>>,
+{
+    for other in others {
+        let bad = match bad_queue(proxy, resp).await? {
+            Ok(bad) => bad,
+            Err(answer) => return Ok(answer),
+        };
+        resp = match ask(other).await {
+            Ok((r, shard)) if r.status() != StatusCode::BAD_REQUEST => {
+                *final_shard = shard;
+                r
+            }
+            _ => bad.response(),
+        };
+    }
+    Ok(resp)
 }
 
 /// A shard's `BAD_EVENT_QUEUE_ID` answer, read whole (it is small and immediate) so it can be
@@ -288,6 +313,7 @@ async fn get(
     mut uri: Uri,
     headers: HeaderMap,
     final_shard: &mut ShardId,
+    follow: bool,
 ) -> Result<Response<ClientBody>, ProxyError> {
     let deadline = Instant::now() + proxy.parking.timeout;
     let mut seq = None;
@@ -302,6 +328,7 @@ async fn get(
             match attempt(proxy, shard, req).await {
                 Ok(resp) => match resp.headers().get(X_ACCEL_REDIRECT) {
                     None => return Ok(resp),
+                    Some(_) if !follow => return Ok(resp),
                     Some(_) if redirected => {
                         tracing::error!(
                             shard = proxy.shard_name(shard),
@@ -401,18 +428,31 @@ async fn learn_from_get(
 
 /// The `reload` move: Zulip's exact `BAD_EVENT_QUEUE_ID` answer (the client reloads and
 /// re-registers on the realm's new shard), the queue forgotten, and a DELETE sent to the old
-/// shard in the background, with the client's own credentials, so Tornado frees it.
-pub fn reload(
+/// shard in the background, with the client's own credentials, so Tornado frees it. The answer
+/// is held for `queues.reload_delay_secs`: kansas may learn of a routing change a moment before
+/// Django does, and a client re-registering in that moment would be registered on the old shard
+/// and have to reload a second time.
+pub async fn reload(
     proxy: &std::sync::Arc<Proxy>,
     mut parts: http::request::Parts,
     peer: SocketAddr,
     old: ShardId,
     queue_id: &str,
 ) -> Response<ClientBody> {
-    proxy.queues.forget(queue_id);
-    proxy.metrics.queues.reload_moves.inc();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
+    reload_prepared(proxy, parts, old, queue_id).await
+}
+
+/// [`reload`] for a request head already made ready for a shard.
+async fn reload_prepared(
+    proxy: &std::sync::Arc<Proxy>,
+    mut parts: http::request::Parts,
+    old: ShardId,
+    queue_id: &str,
+) -> Response<ClientBody> {
+    proxy.queues.forget(queue_id);
+    proxy.metrics.queues.reload_moves.inc();
     // Sent as clients send it: `queue_id` in a form-encoded body.
     let form: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("queue_id", queue_id)
@@ -450,6 +490,9 @@ pub fn reload(
         "code": "BAD_EVENT_QUEUE_ID",
         "queue_id": queue_id,
     });
+    if !proxy.reload_delay.is_zero() {
+        tokio::time::sleep(proxy.reload_delay).await;
+    }
     json_response(StatusCode::BAD_REQUEST, &body.to_string()).map(Either::Right)
 }
 

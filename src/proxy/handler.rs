@@ -139,7 +139,9 @@ async fn route(
         }
         (Decision::Reload { old }, Some(q)) => {
             *shard = Some(old);
-            Ok(forward::reload(proxy, parts, peer, old, q))
+            // Boxed: it may wait (`queues.reload_delay_secs`), and only a rare request needs
+            // that space.
+            Ok(Box::pin(forward::reload(proxy, parts, peer, old, q)).await)
         }
         (Decision::Reload { .. }, None) => unreachable!("reload needs a known queue"),
         (

@@ -60,6 +60,8 @@ pub struct Proxy {
     pub queues: Arc<QueueMap>,
     /// Move policy for realms whose assignment sets none.
     pub default_move_policy: MovePolicy,
+    /// How long a reload answer is held (`queues.reload_delay_secs`).
+    pub reload_delay: std::time::Duration,
     /// Set while this process drains: every answer says `Connection: close`, so clients move
     /// to the next generation without a reset.
     pub draining: std::sync::atomic::AtomicBool,
@@ -106,6 +108,7 @@ impl Proxy {
             draining: std::sync::atomic::AtomicBool::new(false),
             queues,
             default_move_policy: config.queues.move_policy,
+            reload_delay: config.queues.reload_delay,
             parking: config.parking.clone(),
             parks,
             snapshot: Arc::new(ArcSwap::from_pointee(config.routing.clone())),
