@@ -22,22 +22,6 @@ fn count_logs(k: &Kansas, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
     k.logs().iter().filter(|l| pred(l)).count()
 }
 
-fn active_upgrades(k: &Kansas) -> usize {
-    count_logs(k, |l| {
-        l["message"] == "worker active" && l["upgrade"] == true
-    })
-}
-
-/// Sends SIGUSR1 and waits until `n` upgrades have completed.
-fn upgrade(k: &Kansas, n: usize) {
-    k.signal(10);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while active_upgrades(k) < n {
-        assert!(Instant::now() < deadline, "upgrade {n} did not complete");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn worker_pid(k: &Kansas, generation: u64) -> i32 {
     k.wait_log(Duration::from_secs(10), |l| {
         l["message"] == "worker started" && l["generation"] == generation
@@ -176,7 +160,7 @@ fn ten_upgrades_under_load_lose_nothing() {
         .collect();
     std::thread::sleep(Duration::from_secs(3));
     for n in 1..=10 {
-        upgrade(&k, n);
+        k.upgrade(n);
         std::thread::sleep(Duration::from_millis(1500));
     }
     stop.store(true, Ordering::Relaxed);
@@ -201,7 +185,7 @@ fn ten_upgrades_under_load_lose_nothing() {
         "short requests ran: {}",
         ok.load(Ordering::Relaxed)
     );
-    assert_eq!(active_upgrades(&k), 10);
+    assert_eq!(k.active_upgrades(), 10);
     let took: Vec<f64> = k
         .logs()
         .iter()
@@ -280,7 +264,7 @@ fn a_failing_or_hanging_new_worker_is_rolled_back() {
         assert_rollback(&k, &fail_file, content, step, i);
     }
     // With the switch removed, the next upgrade works.
-    upgrade(&k, 1);
+    k.upgrade(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -329,11 +313,11 @@ fn a_second_sigusr1_during_an_upgrade_is_refused() {
         l["message"] == "upgrade rolled back: the old worker keeps serving"
     })
     .expect("the hanging upgrade is rolled back");
-    assert_eq!(active_upgrades(&k), 0, "the refused signal started nothing");
+    assert_eq!(k.active_upgrades(), 0, "the refused signal started nothing");
     std::fs::remove_file(&fail_file).unwrap();
-    upgrade(&k, 1);
+    k.upgrade(1);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(active_upgrades(&k), 1);
+    assert_eq!(k.active_upgrades(), 1);
 }
 
 #[test]
@@ -413,7 +397,7 @@ fn queues_learned_before_an_upgrade_are_known_after_it() {
         ));
         assert_eq!(r.status, 200);
     }
-    upgrade(&k, 1);
+    k.upgrade(1);
     let m = String::from_utf8(rt.block_on(get(k.admin, "x", "/metrics", &[])).body).unwrap();
     assert!(m.contains("kansas_queues 25"), "{m}");
     assert!(m.contains("kansas_generation 2"), "{m}");

@@ -112,6 +112,24 @@ impl Kansas {
         }
     }
 
+    /// How many upgrades have completed (a new worker active after SIGUSR1).
+    pub fn active_upgrades(&self) -> usize {
+        self.logs()
+            .iter()
+            .filter(|l| l["message"] == "worker active" && l["upgrade"] == true)
+            .count()
+    }
+
+    /// Sends SIGUSR1 and waits until `n` upgrades have completed.
+    pub fn upgrade(&self, n: usize) {
+        self.signal(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.active_upgrades() < n {
+            assert!(Instant::now() < deadline, "upgrade {n} did not complete");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod client;
 pub mod fake;
 pub mod kansas;
+pub mod nginx;
 pub mod pg;
 pub mod upstream;
