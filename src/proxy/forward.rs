@@ -79,10 +79,7 @@ pub async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let client_uri = std::mem::replace(
-        &mut parts.uri,
-        upstream_uri(proxy, route.target, path_and_query.clone()),
-    );
+    parts.uri = upstream_uri(proxy, route.target, path_and_query.clone());
     parts.version = http::Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
@@ -110,7 +107,7 @@ pub async fn forward(
         .await?;
         if let (false, Some(q)) = (follow, route.queue_id) {
             if resp.headers().contains_key(X_ACCEL_REDIRECT) {
-                parts.uri = client_uri;
+                parts.uri = Uri::from(path_and_query);
                 return Ok(reload_prepared(proxy, parts, route.target, q).await);
             }
         }
