@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::client::get;
-use common::fake::{free_port, Fake};
+use common::fake::{free_port, shards, Fake};
 use common::kansas::{config_text, Kansas};
 use common::pg::TestDb;
 
@@ -18,14 +18,6 @@ const RUN: &str = "mv";
 
 fn realm(i: usize) -> String {
     format!("r{i}.{RUN}.load.example.com")
-}
-
-fn shards(fakes: &[&Fake]) -> String {
-    fakes
-        .iter()
-        .enumerate()
-        .map(|(i, f)| format!("[[shards]]\nname = \"s{i}\"\naddress = \"{}\"\n", f.addr))
-        .collect()
 }
 
 fn kansas_cli(config: &str, args: &[&str]) -> String {

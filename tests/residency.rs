@@ -12,19 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::cli::Cli;
 use common::client::{get, send, Resp};
-use common::fake::Fake;
+use common::fake::{shards, Fake};
 use common::kansas::Kansas;
 use common::pg::TestDb;
 
 const REALM: &str = "moving.example.com";
-
-fn shards(fakes: &[&Fake]) -> String {
-    fakes
-        .iter()
-        .enumerate()
-        .map(|(i, f)| format!("[[shards]]\nname = \"s{i}\"\naddress = \"{}\"\n", f.addr))
-        .collect()
-}
 
 async fn register(proxy: SocketAddr) -> String {
     let r = get(proxy, REALM, "/json/events?dont_block=true", &[]).await;

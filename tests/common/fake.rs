@@ -92,3 +92,12 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `[[shards]]` entries s0, s1, ... for these fakes, in order.
+pub fn shards(fakes: &[&Fake]) -> String {
+    fakes
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("[[shards]]\nname = \"s{i}\"\naddress = \"{}\"\n", f.addr))
+        .collect()
+}
