@@ -96,33 +96,31 @@ pub async fn forward(
         // serves the user (its realm stopped being resident there an instant after kansas
         // decided), so the queue gets no more events and the client must re-register.
         let follow = !route.known;
-        let mut resp = get(
-            proxy,
-            route.target,
-            parts.uri,
-            parts.headers.clone(),
-            final_shard,
-            follow,
-        )
-        .await?;
+        // The head's headers live in `get` (which may send them again) while the poll waits,
+        // and come back for the rare exchange after it: one copy per waiting long-poll.
+        let headers = std::mem::take(&mut parts.headers);
+        let (mut resp, headers) =
+            get(proxy, route.target, parts.uri, headers, final_shard, follow).await?;
+        parts.headers = headers;
         if let (false, Some(q)) = (follow, route.queue_id) {
             if resp.headers().contains_key(X_ACCEL_REDIRECT) {
                 parts.uri = Uri::from(path_and_query);
-                return Ok(reload_prepared(proxy, parts, route.target, q).await);
+                let reloading = Box::pin(reload_prepared(proxy, parts, route.target, q));
+                return Ok(reloading.await);
             }
         }
         if !others.is_empty() {
             let headers = &parts.headers;
-            resp = ask_others(proxy, resp, others, final_shard, |other| {
+            let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
                 let uri = upstream_uri(proxy, other, path_and_query.clone());
                 let headers = headers.clone();
                 async move {
                     let mut shard = other;
-                    let r = get(proxy, other, uri, headers, &mut shard, true).await?;
+                    let (r, _) = get(proxy, other, uri, headers, &mut shard, true).await?;
                     Ok((r, shard))
                 }
-            })
-            .await?;
+            }));
+            resp = asking.await?;
         }
         return learn_from_get(proxy, &route, registration, *final_shard, resp).await;
     }
@@ -135,14 +133,14 @@ pub async fn forward(
     let headers = parts.headers.clone();
     let mut resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
     if let Some(bytes) = retry.filter(|_| method == Method::DELETE && !others.is_empty()) {
-        resp = ask_others(proxy, resp, others, final_shard, |other| {
+        let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
             let mut req = Request::new(upstream::full(bytes.clone()));
             *req.method_mut() = Method::DELETE;
             *req.uri_mut() = upstream_uri(proxy, other, path_and_query.clone());
             *req.headers_mut() = headers.clone();
             async move { Ok((attempt(proxy, other, req).await?, other)) }
-        })
-        .await?;
+        }));
+        resp = asking.await?;
     }
     if resp.headers().contains_key(X_ACCEL_REDIRECT) {
         tracing::error!(method = %method, shard = proxy.shard_name(route.target), "X-Accel-Redirect on a request that is not a GET");
@@ -179,6 +177,9 @@ fn other_resident_shards(proxy: &Proxy, route: &Route<'_>) -> Vec<ShardId> {
 /// While the answer so far is `BAD_EVENT_QUEUE_ID`, asks each of `others` in turn (`ask` sends
 /// the request there and says which shard answered); the first that has the queue answers and
 /// becomes `final_shard`. When none has it (or none answers), the first shard's answer stands.
+///
+/// Boxed where it is called: a forward future lives as long as its long-poll and is as large
+/// as its largest await, and this one (another shard's whole exchange) is rarely needed.
 async fn ask_others<F>(
     proxy: &Proxy,
     mut resp: Response<ClientBody>,
@@ -303,7 +304,8 @@ async fn attempt(
 
 /// A GET: tried while the shard is up; parked while it is down; replayed when released; answered
 /// at the park deadline if the shard does not come back. An `X-Accel-Redirect` to a configured
-/// shard is followed once (with the same parking there).
+/// shard is followed once (with the same parking there) when `follow`, else returned. The
+/// answer comes with the request's headers, given back.
 async fn get(
     proxy: &Proxy,
     mut shard: ShardId,
@@ -311,7 +313,7 @@ async fn get(
     headers: HeaderMap,
     final_shard: &mut ShardId,
     follow: bool,
-) -> Result<Response<ClientBody>, ProxyError> {
+) -> Result<(Response<ClientBody>, HeaderMap), ProxyError> {
     let deadline = Instant::now() + proxy.parking.timeout;
     let mut seq = None;
     let mut redirected = false;
@@ -324,8 +326,8 @@ async fn get(
             *req.headers_mut() = headers.clone();
             match attempt(proxy, shard, req).await {
                 Ok(resp) => match resp.headers().get(X_ACCEL_REDIRECT) {
-                    None => return Ok(resp),
-                    Some(_) if !follow => return Ok(resp),
+                    None => return Ok((resp, headers)),
+                    Some(_) if !follow => return Ok((resp, headers)),
                     Some(_) if redirected => {
                         tracing::error!(
                             shard = proxy.shard_name(shard),
@@ -348,7 +350,7 @@ async fn get(
         let ticket = park.park(seq).map_err(|_| ProxyError::ParkOverflow)?;
         seq = Some(ticket.seq());
         if ticket.wait(deadline).await == Released::Deadline {
-            return deadline_answer(proxy.parking.timeout_answer, &uri);
+            return deadline_answer(proxy.parking.timeout_answer, &uri).map(|r| (r, headers));
         }
     }
 }
