@@ -32,10 +32,30 @@ enum Event {
     Exited(u64, std::process::ExitStatus),
 }
 
+/// A child process's id: always a single positive pid, so signalling it can never reach a
+/// process group or, with -1, every process the master may signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChildPid(Pid);
+
+impl ChildPid {
+    /// `None` unless `pid` is 1..=i32::MAX (`Child::id` is a `u32`; anything above i32::MAX
+    /// would turn negative as a `pid_t`).
+    fn new(pid: u32) -> Option<ChildPid> {
+        i32::try_from(pid)
+            .ok()
+            .filter(|&p| p > 0)
+            .map(|p| ChildPid(Pid::from_raw(p)))
+    }
+
+    fn kill(self) {
+        let _ = kill(self.0, Signal::SIGKILL);
+    }
+}
+
 /// A running worker.
 struct Worker {
     generation: u64,
-    pid: i32,
+    pid: ChildPid,
     tx: OwnedWriteHalf,
     spawned: Instant,
 }
@@ -48,7 +68,7 @@ impl Worker {
     }
 
     fn kill(&self) {
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        self.pid.kill();
     }
 }
 
@@ -214,7 +234,11 @@ impl Master {
             .spawn()
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
         drop(theirs);
-        let pid = child.id().map(|p| p as i32).unwrap_or(-1);
+        // `None` only once the child has been reaped: it exited at once.
+        let pid = child
+            .id()
+            .and_then(ChildPid::new)
+            .context("the new worker exited as soon as it started")?;
         fd::send_listeners(&ours, &self.proxy, &self.admin).context("sending the listeners")?;
         ours.set_nonblocking(true)?;
         let (mut reader, tx) = tokio::net::UnixStream::from_std(ours)?.into_split();
@@ -233,7 +257,7 @@ impl Master {
                 let _ = events.send(Event::Exited(generation, status));
             }
         });
-        tracing::info!(generation, pid, upgrade, "worker started");
+        tracing::info!(generation, pid = pid.0.as_raw(), upgrade, "worker started");
         self.pending = Some(Pending {
             worker: Worker {
                 generation,
@@ -455,7 +479,7 @@ impl Master {
             w.send(&ToWorker::Stop).await;
             alive.push(w.generation);
         }
-        let pids: Vec<i32> = self
+        let pids: Vec<ChildPid> = self
             .active
             .iter()
             .chain(self.draining.iter())
@@ -477,10 +501,10 @@ impl Master {
     }
 }
 
-fn stop_now(pids: &[i32]) -> ExitCode {
+fn stop_now(pids: &[ChildPid]) -> ExitCode {
     tracing::warn!("second stop signal: stopping at once");
     for pid in pids {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        pid.kill();
     }
     ExitCode::FAILURE
 }
@@ -488,4 +512,21 @@ fn stop_now(pids: &[i32]) -> ExitCode {
 /// Tells systemd (Type=notify) where we are; does nothing elsewhere.
 fn notify(states: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(false, states);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChildPid;
+
+    #[test]
+    fn a_child_pid_is_one_positive_pid() {
+        assert_eq!(ChildPid::new(4242).map(|p| p.0.as_raw()), Some(4242));
+        assert_eq!(ChildPid::new(0), None, "0 would signal the process group");
+        assert_eq!(ChildPid::new(u32::MAX), None, "would be -1: every process");
+        assert_eq!(
+            ChildPid::new(1 << 31),
+            None,
+            "would be negative: a process group"
+        );
+    }
 }
