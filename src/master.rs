@@ -189,12 +189,16 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     };
     m.spawn(false)?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    // Operators used to nginx send SIGHUP to reload: it upgrades too (its default would kill
+    // the master and leave its workers draining).
+    let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         let deadline = m.pending.as_ref().map(|p| p.deadline);
         tokio::select! {
-            _ = usr1.recv() => m.upgrade().await,
+            _ = usr1.recv() => m.upgrade("SIGUSR1").await,
+            _ = hup.recv() => m.upgrade("SIGHUP").await,
             _ = term.recv() => return Ok(m.stop("SIGTERM", &mut rx, &mut term, &mut int).await),
             _ = int.recv() => return Ok(m.stop("SIGINT", &mut rx, &mut term, &mut int).await),
             _ = sleep_until(deadline) => m.timed_out().await,
@@ -273,14 +277,15 @@ impl Master {
     }
 
     /// SIGUSR1.
-    async fn upgrade(&mut self) {
+    /// An upgrade asked for by `signal` (SIGUSR1 or SIGHUP).
+    async fn upgrade(&mut self, signal: &str) {
         if self.pending.is_some() || self.active.is_none() {
-            tracing::warn!("SIGUSR1 refused: an upgrade or start is already under way");
+            tracing::warn!("{signal} refused: an upgrade or start is already under way");
             return;
         }
         tracing::info!(
             from_generation = self.active.as_ref().map(|w| w.generation),
-            "SIGUSR1: upgrading"
+            "{signal}: upgrading"
         );
         notify(&[sd_notify::NotifyState::Reloading]);
         if let Err(e) = self.spawn(true) {

@@ -320,6 +320,40 @@ fn a_second_sigusr1_during_an_upgrade_is_refused() {
     assert_eq!(k.active_upgrades(), 1);
 }
 
+/// Operators used to nginx send SIGHUP to reload: it upgrades like SIGUSR1, and the master
+/// lives on (by default SIGHUP would kill it).
+#[test]
+fn sighup_upgrades_like_sigusr1() {
+    let fake = Fake::start(&[]);
+    let mut k = Kansas::start(&shard("s0", fake.addr));
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    k.signal(1);
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "SIGHUP: upgrading"
+    })
+    .expect("SIGHUP is an upgrade");
+    k.wait_log(Duration::from_secs(30), |l| {
+        l["message"] == "worker active" && l["upgrade"] == true
+    })
+    .expect("the new worker is active");
+    assert!(
+        k.wait_exit(Duration::from_millis(300)).is_none(),
+        "the master lives"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(get(
+        k.proxy,
+        "r.example.com",
+        "/json/events?dont_block=true",
+        &[],
+    ));
+    assert_eq!(r.status, 200);
+}
+
 #[test]
 fn a_killed_worker_is_restarted_and_no_connection_is_refused() {
     let fake = Fake::start(&[]);
