@@ -43,6 +43,8 @@ pub enum ProxyError {
     RedirectUnknownPort,
     #[error("shard sent an X-Accel-Redirect that cannot be followed")]
     BadRedirect,
+    #[error("method not allowed")]
+    MethodNotAllowed,
 }
 
 impl ProxyError {
@@ -52,6 +54,7 @@ impl ProxyError {
         match self {
             MissingHost | InvalidHost => (StatusCode::BAD_REQUEST, "BAD_HOST"),
             BadRequest => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_TOO_LARGE"),
             NoShard => (StatusCode::SERVICE_UNAVAILABLE, "NO_SHARD"),
             UpstreamRefused | UpstreamConnectTimeout | UpstreamConnect | UpstreamClosed => {
@@ -85,6 +88,7 @@ impl ProxyError {
             UpstreamBodyFailed => "failed_after_head",
             RedirectUnknownPort => "redirect_unknown_port",
             BadRedirect => "bad_redirect",
+            MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -108,9 +112,16 @@ impl ProxyError {
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
+        if self == ProxyError::MethodNotAllowed {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         resp
     }
 }
+
+/// What the proxy listener forwards: every method but `CONNECT` (a tunnel) and `TRACE`.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// `Retry-After` on every `503`.
 pub const RETRY_AFTER_SECS: &str = "5";

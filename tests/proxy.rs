@@ -163,6 +163,23 @@ async fn bad_or_missing_host_is_400_and_not_forwarded() {
     assert_eq!(ups.iter().map(|u| u.requests()).sum::<usize>(), 0);
 }
 
+/// `CONNECT` (a tunnel) and `TRACE` are never forwarded: `405` with `Allow`.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_and_trace_are_405_and_not_forwarded() {
+    let (ups, body) = three().await;
+    let k = Kansas::start(&body);
+    for raw in [
+        "CONNECT a.example.com:443 HTTP/1.1\r\nHost: a.example.com:443\r\nConnection: close\r\n\r\n",
+        "TRACE /json/events HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = send(k.proxy, raw.as_bytes()).await;
+        assert_eq!(r.status, 405, "{raw}");
+        assert_eq!(r.json()["code"], "METHOD_NOT_ALLOWED", "{raw}");
+        assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{raw}");
+    }
+    assert_eq!(ups.iter().map(|u| u.requests()).sum::<usize>(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_shard_is_502_json() {
     // Reserve a port, then free it: nothing listens there.

@@ -48,6 +48,10 @@ pub async fn handle(
     let realm = realm_of(&req);
     let mut shard = None;
     let result = match &realm {
+        // A tunnel, or a request a shard would echo back: never forwarded.
+        _ if method == Method::CONNECT || method == Method::TRACE => {
+            Err(ProxyError::MethodNotAllowed)
+        }
         Err(e) => Err(*e),
         Ok(realm) => route(&proxy, req, peer, realm, &request_id, &mut shard).await,
     };
