@@ -146,6 +146,14 @@ fn check_config_on_unreadable_and_unparsable_files() {
     let (code, _, err) = run(&["check-config", &f]);
     assert_eq!(code, 2);
     assert!(err.contains("shards: at least one"), "{err}");
+
+    // Reading is bounded: a huge file, or one that never ends, is refused, not read whole.
+    let huge = write(&dir, "huge.toml", &"# padding\n".repeat(1_700_000));
+    for f in [huge.as_str(), "/dev/zero"] {
+        let (code, _, err) = run(&["check-config", f]);
+        assert_eq!(code, 2, "{f}");
+        assert!(err.contains("larger than 16 MiB"), "{f}: {err}");
+    }
 }
 
 #[test]

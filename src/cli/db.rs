@@ -261,7 +261,7 @@ pub(super) fn window(config: &Config, args: &ChangeArgs) -> Result<Duration, Cmd
 }
 
 pub(super) fn read(path: &std::path::Path) -> Result<String, CmdError> {
-    std::fs::read_to_string(path)
+    crate::config::read_text(path)
         .map_err(|e| CmdError::Usage(format!("cannot read {}: {e}", path.display())))
 }
 

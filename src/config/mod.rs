@@ -224,12 +224,33 @@ fn key_path(raw: &str) -> String {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_text(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
     })?;
     parse(&text)
 }
+
+/// Reads a text file an operator names (configuration, `sharding.json`), at most
+/// 16 MiB: `kansas check-config /dev/zero` must not read until memory runs out.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_CONFIG_BYTES >> 20),
+        ));
+    }
+    Ok(text)
+}
+
+/// The largest configuration file read (10,000 realm assignments take about 0.5 MiB).
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// Parses and validates configuration text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
