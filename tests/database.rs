@@ -248,6 +248,18 @@ fn commands_validate_their_input_and_write_nothing_when_refused() {
             "not a valid regular expression",
         ),
         (vec!["residency", "--close", "999"], "no open drain window"),
+        (
+            vec!["assign", "x.example.com", "s1", "--by", "ops\nfake row"],
+            "control character",
+        ),
+        (
+            vec!["assign", "x.example.com", "s1", "--note", "\u{1b}[31mred"],
+            "control character",
+        ),
+        (
+            vec!["weight", "s1", "0.5", "--by", "\t"],
+            "control character",
+        ),
     ] {
         let err = cli.refused(&args);
         assert!(err.contains(why), "{args:?}: {err}");

@@ -74,11 +74,6 @@ pub(super) async fn assign(
     let r = realm(host)?;
     let list = shard_list(config, shards)?;
     let window = window(config, args)?;
-    if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
-        return Err(CmdError::Usage(
-            "--note is limited to 1000 characters".into(),
-        ));
-    }
     let mut client = client(config).await?;
     let c = Change::begin(&mut client).await?;
     registered(&c, &list)?;

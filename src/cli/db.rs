@@ -228,6 +228,9 @@ pub(super) fn weight(text: &str) -> Result<f64, CmdError> {
 pub(super) fn who(by: Option<String>) -> String {
     by.or_else(|| std::env::var("SUDO_USER").ok())
         .or_else(|| std::env::var("USER").ok())
+        // From the environment, not checked like --by: keep it one plain line.
+        .map(|u| u.chars().filter(|c| !c.is_control()).take(100).collect())
+        .filter(|u: &String| !u.is_empty())
         .unwrap_or_else(|| "kansas-cli".into())
 }
 

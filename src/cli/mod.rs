@@ -93,8 +93,8 @@ enum Command {
         realm: String,
         /// SHARD or SHARD,SHARD,...
         shards: String,
-        /// Why, for the record.
-        #[arg(long)]
+        /// Why, for the record (at most 1000 characters, no control characters).
+        #[arg(long, value_parser = one_line::<1000>)]
         note: Option<String>,
         #[command(flatten)]
         change: ChangeArgs,
@@ -186,9 +186,23 @@ struct ChangeArgs {
     /// queues.drain_window_secs.
     #[arg(long, allow_hyphen_values = true)]
     drain_for: Option<String>,
-    /// Who is making the change (default: $SUDO_USER or $USER).
-    #[arg(long)]
+    /// Who is making the change (default: $SUDO_USER or $USER; at most 100 characters, no
+    /// control characters).
+    #[arg(long, value_parser = one_line::<100>)]
     by: Option<String>,
+}
+
+/// A value kept in the database and printed in tables (`--by`, `--note`): at most `MAX`
+/// characters and no control characters (a newline or an escape sequence would break
+/// `kansas assignments` and the terminal showing it).
+fn one_line<const MAX: usize>(text: &str) -> Result<String, String> {
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("control character {c:?} not allowed"));
+    }
+    if text.chars().count() > MAX {
+        return Err(format!("at most {MAX} characters"));
+    }
+    Ok(text.to_string())
 }
 
 #[derive(Subcommand)]
