@@ -93,6 +93,18 @@ pub struct QueueMap {
     metrics: QueueMetrics,
 }
 
+/// The longest queue id kansas learns. Zulip's are UUID4 strings (36 characters); older
+/// versions used `<generation>:<counter>`.
+pub const MAX_QUEUE_ID_LEN: usize = 64;
+
+/// Whether `id` looks like a Zulip queue id: 1 to [`MAX_QUEUE_ID_LEN`] characters of
+/// `[A-Za-z0-9:_-]`. Anything else a client sends is passed on to the shard but never learned.
+pub fn is_queue_id(id: &str) -> bool {
+    (1..=MAX_QUEUE_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}
 impl QueueMap {
     pub fn new(max_entries: usize, idle_timeout: Duration, metrics: QueueMetrics) -> QueueMap {
         let hasher = foldhash::fast::RandomState::default();
@@ -165,8 +177,13 @@ impl QueueMap {
         })
     }
 
-    /// Records that `queue_id` lives on `shard` (realm home `home`) and was just used.
+    /// Records that `queue_id` lives on `shard` (realm home `home`) and was just used. An id
+    /// that is not Zulip-shaped ([`is_queue_id`]) is never recorded: with realms (valid hosts,
+    /// at most 253 bytes) and ids both bounded, `max_entries` bounds the map in bytes too.
     pub fn learn(&self, queue_id: &str, shard: ShardId, home: ShardId, realm: &str) {
+        if !is_queue_id(queue_id) {
+            return;
+        }
         let now = self.now();
         let added = {
             let mut stripe = self.stripe(queue_id);
@@ -343,7 +360,9 @@ impl QueueMap {
         for (queue_id, shard, home, realm, idle) in saved.entries {
             let resolve = |i: u16| shard_ids.get(i as usize).copied().flatten();
             match (resolve(shard), resolve(home), realms.get(realm as usize)) {
-                (Some(shard), Some(home), Some(realm)) if idle < limit => {
+                (Some(shard), Some(home), Some(realm))
+                    if idle < limit && is_queue_id(&queue_id) =>
+                {
                     let stripe = self.stripe_index(&queue_id);
                     by_stripe[stripe].push((
                         queue_id.into_boxed_str(),
@@ -424,6 +443,15 @@ mod tests {
         assert!(m.get("looked-up").is_some(), "used 300 s ago");
         assert!(m.lookup("peeked").is_none(), "idle 700 s");
         assert_eq!(m.expire(), 1);
+    }
+
+    #[test]
+    fn only_zulip_shaped_queue_ids_are_learned() {
+        assert!(is_queue_id("1f0e8a3c-5b1e-4b9e-9c3a-2f6d7e8a9b0c"));
+        assert!(is_queue_id("1375801870:2942"));
+        for bad in ["", "a b", "q\u{e9}", "x/y", &"x".repeat(65)] {
+            assert!(!is_queue_id(bad), "{bad:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -164,6 +164,8 @@ async fn delete_is_502_and_a_get_gets_empty_events_at_the_deadline() {
         "{m}"
     );
     assert_eq!(metric(&m, "kansas_shard_up{shard=\"dead\"}"), 0.0, "{m}");
+    // kansas's own empty answer teaches the queue map nothing: no shard said q1 exists.
+    assert_eq!(metric(&m, "kansas_queues"), 0.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

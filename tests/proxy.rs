@@ -163,6 +163,22 @@ async fn bad_or_missing_host_is_400_and_not_forwarded() {
     assert_eq!(ups.iter().map(|u| u.requests()).sum::<usize>(), 0);
 }
 
+/// Only Zulip-shaped queue ids (UUIDs, `generation:counter`; at most 64 characters) are
+/// learned from a shard's answers: a client cannot fill the queue map with arbitrary bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_zulip_shaped_queue_ids_are_learned() {
+    let (_ups, body) = three().await;
+    let k = Kansas::start(&body);
+    let long = "q".repeat(1000);
+    for q in [long.as_str(), "a%20b", "1f0e8a3c-5b1e-4b9e-9c3a-2f6d7e8a9b0c"] {
+        let path = format!("/json/events?queue_id={q}&last_event_id=-1");
+        let r = get(k.proxy, "r.example.com", &path, &[]).await;
+        assert_eq!(r.status, 200, "the shard answered");
+    }
+    let m = String::from_utf8(get(k.admin, "x", "/metrics", &[]).await.body).unwrap();
+    assert!(m.contains("\nkansas_queues 1\n"), "only the UUID: {m}");
+}
+
 /// `CONNECT` (a tunnel) and `TRACE` are never forwarded: `405` with `Allow`.
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_and_trace_are_405_and_not_forwarded() {

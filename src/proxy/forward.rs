@@ -397,6 +397,10 @@ async fn learn_from_get(
     resp: Response<ClientBody>,
 ) -> Result<Response<ClientBody>, ProxyError> {
     let status = resp.status();
+    if resp.extensions().get::<OwnAnswer>().is_some() {
+        // kansas's own empty answer at the parking deadline: no shard said the queue exists.
+        return Ok(resp);
+    }
     match (route.queue_id, status) {
         (Some(q), StatusCode::OK) => {
             if !(route.known && shard == route.target) {
@@ -495,6 +499,10 @@ async fn reload_prepared(
     json_response(StatusCode::BAD_REQUEST, &body.to_string()).map(Either::Right)
 }
 
+/// Marks an answer kansas made itself (not a shard's), so the queue map never learns from it.
+#[derive(Debug, Clone, Copy)]
+struct OwnAnswer;
+
 /// What a GET still parked at its deadline gets: Zulip's normal empty events result for its
 /// queue (clients simply poll again), or `503` when so configured or when it names no queue.
 fn deadline_answer(answer: TimeoutAnswer, uri: &Uri) -> Result<Response<ClientBody>, ProxyError> {
@@ -503,7 +511,9 @@ fn deadline_answer(answer: TimeoutAnswer, uri: &Uri) -> Result<Response<ClientBo
             let body = serde_json::json!({
                 "result": "success", "msg": "", "events": [], "queue_id": queue_id,
             });
-            let resp: Response<Full<Bytes>> = json_response(StatusCode::OK, &body.to_string());
+            let mut resp: Response<Full<Bytes>> =
+                json_response(StatusCode::OK, &body.to_string());
+            resp.extensions_mut().insert(OwnAnswer);
             Ok(resp.map(Either::Right))
         }
         _ => Err(ProxyError::ParkTimeout),
