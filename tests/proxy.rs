@@ -170,7 +170,11 @@ async fn only_zulip_shaped_queue_ids_are_learned() {
     let (_ups, body) = three().await;
     let k = Kansas::start(&body);
     let long = "q".repeat(1000);
-    for q in [long.as_str(), "a%20b", "1f0e8a3c-5b1e-4b9e-9c3a-2f6d7e8a9b0c"] {
+    for q in [
+        long.as_str(),
+        "a%20b",
+        "1f0e8a3c-5b1e-4b9e-9c3a-2f6d7e8a9b0c",
+    ] {
         let path = format!("/json/events?queue_id={q}&last_event_id=-1");
         let r = get(k.proxy, "r.example.com", &path, &[]).await;
         assert_eq!(r.status, 200, "the shard answered");

@@ -511,8 +511,7 @@ fn deadline_answer(answer: TimeoutAnswer, uri: &Uri) -> Result<Response<ClientBo
             let body = serde_json::json!({
                 "result": "success", "msg": "", "events": [], "queue_id": queue_id,
             });
-            let mut resp: Response<Full<Bytes>> =
-                json_response(StatusCode::OK, &body.to_string());
+            let mut resp: Response<Full<Bytes>> = json_response(StatusCode::OK, &body.to_string());
             resp.extensions_mut().insert(OwnAnswer);
             Ok(resp.map(Either::Right))
         }
