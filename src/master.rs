@@ -114,6 +114,10 @@ struct Master {
     draining: VecDeque<Worker>,
     stats: MasterStats,
     booted: bool,
+    /// When to try again to start a worker, while none is active or starting.
+    retry_at: Option<Instant>,
+    /// Failed starts in a row (the retry backoff).
+    failed_starts: u32,
 }
 
 /// Runs the master until it is stopped; returns the process exit code.
@@ -186,6 +190,8 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         draining: VecDeque::new(),
         stats: MasterStats::default(),
         booted: false,
+        retry_at: None,
+        failed_starts: 0,
     };
     m.spawn(false)?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
@@ -197,6 +203,7 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     loop {
         let deadline = m.pending.as_ref().map(|p| p.deadline);
         tokio::select! {
+            _ = sleep_until(m.retry_at) => m.start_again(),
             _ = usr1.recv() => m.upgrade("SIGUSR1").await,
             _ = hup.recv() => m.upgrade("SIGHUP").await,
             _ = term.recv() => return Ok(m.stop("SIGTERM", &mut rx, &mut term, &mut int).await),
@@ -209,6 +216,12 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// The pause before start attempt `n + 1` after `n` failures: 0.2 s, doubling, at most 5 s.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << failures.saturating_sub(1).min(5)))
+        .min(Duration::from_secs(5))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -324,6 +337,36 @@ impl Master {
         }
         notify(&[sd_notify::NotifyState::Ready]);
         self.push_stats().await;
+        if self.active.is_none() {
+            // A fresh start failed: nobody serves; try again after a pause.
+            self.retry_later();
+        }
+    }
+
+    /// Starts a worker now, there being none active or starting; when that fails (the binary
+    /// being replaced: ETXTBSY, ENOENT), tries again later, with backoff, until one starts.
+    fn start_again(&mut self) {
+        self.retry_at = None;
+        if self.active.is_some() || self.pending.is_some() {
+            return;
+        }
+        if let Err(e) = self.spawn(false) {
+            self.failed_starts += 1;
+            let delay = retry_delay(self.failed_starts);
+            tracing::error!(
+                error = format!("{e:#}"),
+                attempt = self.failed_starts,
+                retry_in_ms = delay.as_millis() as u64,
+                "cannot start a worker: no worker serves; retrying"
+            );
+            self.retry_at = Some(Instant::now() + delay);
+        }
+    }
+
+    /// Schedules [`Master::start_again`] after the backoff for the failures so far.
+    fn retry_later(&mut self) {
+        self.failed_starts += 1;
+        self.retry_at = Some(Instant::now() + retry_delay(self.failed_starts));
     }
 
     /// Tells the active worker the master's counters (a whole frame: a partial one would
@@ -402,6 +445,7 @@ impl Master {
                 }
                 self.stats.generation = generation;
                 tracing::info!(generation, took_ms, upgrade = p.upgrade, "worker active");
+                self.failed_starts = 0;
                 self.active = Some(p.worker);
                 self.booted = true;
                 notify(&[sd_notify::NotifyState::Ready]);
@@ -438,10 +482,6 @@ impl Master {
             let step = self.pending.as_ref().map_or("?", |p| p.step.name());
             self.rollback(step, &format!("worker exited ({status})"))
                 .await;
-            if self.active.is_none() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = self.spawn(false);
-            }
             return None;
         }
         if self
@@ -456,9 +496,7 @@ impl Master {
                 // An upgrade was under way: let its worker start fresh instead.
                 p.worker.kill();
             }
-            if let Err(e) = self.spawn(false) {
-                tracing::error!(error = format!("{e:#}"), "cannot start a worker");
-            }
+            self.start_again();
             return None;
         }
         self.draining.retain(|w| w.generation != generation);
@@ -522,6 +560,15 @@ fn notify(states: &[sd_notify::NotifyState]) {
 #[cfg(test)]
 mod tests {
     use super::ChildPid;
+
+    #[test]
+    fn failed_starts_are_retried_with_backoff() {
+        let ms = |n| super::retry_delay(n).as_millis();
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(6), ms(7), ms(40)],
+            [200, 400, 800, 5000, 5000, 5000]
+        );
+    }
 
     #[test]
     fn a_child_pid_is_one_positive_pid() {

@@ -390,6 +390,53 @@ fn a_killed_worker_is_restarted_and_no_connection_is_refused() {
     assert_eq!(restarted["upgrade"], false);
 }
 
+/// The active worker dies while the binary cannot be started (it is being replaced): the
+/// master tries again, with backoff and a log line each time, until a worker starts.
+#[test]
+fn a_worker_is_started_again_and_again_until_the_binary_is_back() {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("kansas");
+    std::fs::copy(common::kansas::binary(), &bin).unwrap();
+    let k = Kansas::start_from(&bin, &shard("s0", fake.addr));
+    let pid = worker_pid(&k, 1);
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    let away = dir.path().join("kansas.away");
+    std::fs::rename(&bin, &away).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let failed = |l: &serde_json::Value| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cannot start a worker"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_logs(&k, failed) < 3 {
+        assert!(Instant::now() < deadline, "the master keeps trying");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::rename(&away, &bin).unwrap();
+    k.wait_log(Duration::from_secs(15), |l| {
+        l["message"] == "worker active" && l["generation"].as_u64() > Some(1)
+    })
+    .expect("a worker starts once the binary is back");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(get(
+        k.proxy,
+        "r.example.com",
+        "/json/events?dont_block=true",
+        &[],
+    ));
+    assert_eq!(r.status, 200);
+}
+
 #[test]
 fn workers_exit_when_the_master_dies() {
     let fake = Fake::start(&[]);

@@ -48,11 +48,20 @@ impl Kansas {
         Self::start_with_env(&config_text(body), env)
     }
 
+    /// Starts the kansas binary at `bin` (a copy, say) with `config_text(body)`.
+    pub fn start_from(bin: &std::path::Path, body: &str) -> Kansas {
+        Self::start_bin(bin, &config_text(body), &[])
+    }
+
     fn start_with_env(config: &str, env: &[(&str, &str)]) -> Kansas {
+        Self::start_bin(&binary(), config, env)
+    }
+
+    fn start_bin(bin: &std::path::Path, config: &str, env: &[(&str, &str)]) -> Kansas {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kansas.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(binary())
+        let mut child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&path)
             .env_remove("RUST_LOG")
