@@ -120,7 +120,9 @@ impl Daemon {
             }
         });
         let limits = ServerLimits {
-            max_connections: self.config.proxy.max_connections,
+            max_connections: crate::limits::effective_max_connections(
+                self.config.proxy.max_connections,
+            ),
             max_header_bytes: self.config.proxy.max_header_bytes,
             header_read_timeout: self.config.timeouts.client_header,
             drain: self.config.timeouts.drain,

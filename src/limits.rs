@@ -1,5 +1,8 @@
 //! Process limits. Every waiting long-poll holds descriptors (kansas: one to the client, one to
-//! the shard), so the binaries raise the soft open-file limit to the hard one at start.
+//! the shard), so the binaries raise the soft open-file limit to the hard one at start, and a
+//! worker accepts no more client connections than its descriptors can carry: at the limit it
+//! stops accepting (as nginx's `worker_connections`), instead of running out of descriptors
+//! and failing its connects to healthy shards.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -10,4 +13,31 @@ pub fn raise_fd_limit() -> Option<u64> {
         return Some(hard);
     }
     Some(soft)
+}
+
+/// Descriptors kept for everything but the client connections and their shard connections:
+/// listeners, the control socket, the database, logs, connections that are closing.
+pub const FD_RESERVE: u64 = 256;
+
+/// How many client connections `fd_limit` descriptors carry: two each (client and shard).
+pub fn connections_within(fd_limit: u64) -> usize {
+    (fd_limit.saturating_sub(FD_RESERVE) / 2).max(1) as usize
+}
+
+/// `max_connections`, lowered to what this process's open-file limit carries.
+pub fn effective_max_connections(max_connections: usize) -> usize {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => max_connections.min(connections_within(soft)),
+        Err(_) => max_connections,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn two_descriptors_per_connection_after_the_reserve() {
+        assert_eq!(super::connections_within(20_000), 9_872);
+        assert_eq!(super::connections_within(400), 72);
+        assert_eq!(super::connections_within(100), 1);
+    }
 }

@@ -176,6 +176,20 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         pid = std::process::id(),
         "kansas listening"
     );
+    if let Some(limit) = fd_limit {
+        let carried = crate::limits::connections_within(limit);
+        if carried < config.proxy.max_connections {
+            tracing::warn!(
+                fd_limit = limit,
+                max_connections = config.proxy.max_connections,
+                carried,
+                "the open-file limit carries {carried} client connections (2 descriptors each, \
+                 {} spare), fewer than proxy.max_connections: accepting pauses there; raise \
+                 the limit (LimitNOFILE= for systemd, minfds for supervisord, ulimit -n)",
+                crate::limits::FD_RESERVE
+            );
+        }
+    }
     let (events, mut rx) = mpsc::unbounded_channel();
     let mut m = Master {
         exe,

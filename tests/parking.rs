@@ -287,3 +287,50 @@ async fn a_graceful_stop_answers_parked_gets_before_exiting() {
         .expect("kansas exits once the parked GET is answered");
     assert_eq!(status.code(), Some(0));
 }
+
+/// At its open-file limit kansas stops accepting instead of running out of descriptors: 250
+/// long-polls through a kansas limited to 400 descriptors (72 connections after its reserve)
+/// are all answered, in turns, and the healthy shard is never taken for down.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_fd_limit_kansas_stops_accepting_and_no_shard_is_taken_for_down() {
+    let fake = Fake::start(&["--heartbeat-secs", "1", "--heartbeat-jitter-secs", "0"]);
+    let k = Kansas::start_with_fd_limit(400, &shard("s0", fake.addr));
+    let warned = k.wait_log(Duration::from_secs(5), |l| {
+        l["level"] == "WARN" && l["carried"] == 72
+    });
+    assert!(
+        warned.is_some(),
+        "the master warns at start: {:?}",
+        k.logs()
+    );
+    let mut queues = Vec::new();
+    for _ in 0..250 {
+        let r = get(
+            fake.addr,
+            "r.example.com",
+            "/json/events?dont_block=true",
+            &[],
+        )
+        .await;
+        queues.push(r.json()["queue_id"].as_str().unwrap().to_string());
+    }
+    let polls = queues.into_iter().map(|q| {
+        let proxy = k.proxy;
+        tokio::spawn(async move {
+            let path = format!("/json/events?queue_id={q}&last_event_id=-1");
+            get(proxy, "r.example.com", &path, &[]).await.status
+        })
+    });
+    let statuses = futures_util::future::join_all(polls).await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "{statuses:?}"
+    );
+    let m = metrics(k.admin).await;
+    assert_eq!(metric(&m, "kansas_shard_up{shard=\"s0\"}"), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "kansas_shard_down_transitions_total{shard=\"s0\"}"),
+        0.0,
+        "{m}"
+    );
+}

@@ -50,18 +50,26 @@ impl Kansas {
 
     /// Starts the kansas binary at `bin` (a copy, say) with `config_text(body)`.
     pub fn start_from(bin: &std::path::Path, body: &str) -> Kansas {
-        Self::start_bin(bin, &config_text(body), &[])
+        Self::start_bin(Command::new(bin), &config_text(body), &[])
+    }
+
+    /// Starts kansas with `config_text(body)` under an open-file limit of `nofile` (soft and
+    /// hard; `prlimit` execs kansas, so the child is still the master).
+    pub fn start_with_fd_limit(nofile: u64, body: &str) -> Kansas {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(binary());
+        Self::start_bin(cmd, &config_text(body), &[])
     }
 
     fn start_with_env(config: &str, env: &[(&str, &str)]) -> Kansas {
-        Self::start_bin(&binary(), config, env)
+        Self::start_bin(Command::new(binary()), config, env)
     }
 
-    fn start_bin(bin: &std::path::Path, config: &str, env: &[(&str, &str)]) -> Kansas {
+    fn start_bin(mut cmd: Command, config: &str, env: &[(&str, &str)]) -> Kansas {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kansas.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(bin)
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
             .env_remove("RUST_LOG")
