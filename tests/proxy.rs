@@ -163,6 +163,32 @@ async fn bad_or_missing_host_is_400_and_not_forwarded() {
     assert_eq!(ups.iter().map(|u| u.requests()).sum::<usize>(), 0);
 }
 
+/// The shard always gets exactly the Host kansas routed on: Host named in `Connection` is not
+/// stripped, an absolute-form target's authority becomes the Host (not the shard's address),
+/// and two Host headers are refused with 400, never forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shard_gets_exactly_the_host_kansas_routed_on() {
+    let (ups, body) = three().await;
+    let k = Kansas::start(&body);
+    let host_named_hop_by_hop = "GET /json/events HTTP/1.1\r\nHost: pinned.example.com\r\n\
+         Connection: close, Host\r\n\r\n";
+    let absolute_form_without_host =
+        "GET http://pinned.example.com/json/events HTTP/1.1\r\nConnection: close\r\n\r\n";
+    for raw in [host_named_hop_by_hop, absolute_form_without_host] {
+        let r = send(k.proxy, raw.as_bytes()).await;
+        assert_eq!(r.status, 200, "{raw}");
+        assert_eq!(r.json()["headers"]["host"], "pinned.example.com", "{raw}");
+        assert_eq!(r.json()["shard"], "c", "routed on it: {raw}");
+    }
+    let before: usize = ups.iter().map(|u| u.requests()).sum();
+    let two_hosts = "GET /json/events HTTP/1.1\r\nHost: pinned.example.com\r\n\
+         Host: other.example.com\r\nConnection: close\r\n\r\n";
+    let r = send(k.proxy, two_hosts.as_bytes()).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "BAD_HOST");
+    assert_eq!(ups.iter().map(|u| u.requests()).sum::<usize>(), before);
+}
+
 /// Only Zulip-shaped queue ids (UUIDs, `generation:counter`; at most 64 characters) are
 /// learned from a shard's answers: a client cannot fill the queue map with arbitrary bytes.
 #[tokio::test(flavor = "multi_thread")]

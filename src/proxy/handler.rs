@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
@@ -53,7 +53,7 @@ pub async fn handle(
             Err(ProxyError::MethodNotAllowed)
         }
         Err(e) => Err(*e),
-        Ok(realm) => route(&proxy, req, peer, realm, &request_id, &mut shard).await,
+        Ok((realm, host)) => route(&proxy, req, peer, realm, host, &request_id, &mut shard).await,
     };
     let mut resp = match result {
         Ok(resp) => resp,
@@ -87,7 +87,7 @@ pub async fn handle(
     crate::logging::access::log(&crate::logging::access::Access {
         method: method.as_str(),
         path: &path,
-        realm: realm.as_deref().unwrap_or("-"),
+        realm: realm.as_ref().map_or("-", |(r, _)| r.as_str()),
         shard: shard_name,
         status,
         duration_ms: elapsed.as_secs_f64() * 1000.0,
@@ -102,10 +102,12 @@ async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
     realm: &str,
-    request_id: &http::HeaderValue,
+    host: &HeaderValue,
+    request_id: &HeaderValue,
     shard: &mut Option<ShardId>,
 ) -> Result<Response<ClientBody>, ProxyError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    parts.headers.insert(header::HOST, host.clone());
     let mut queue_id = decide::queue_id(parts.uri.query());
     let mut payload = Payload::Stream(body);
     if parts.method == Method::DELETE && queue_id.is_none() {
@@ -210,16 +212,25 @@ async fn read_body(proxy: &Proxy, body: Incoming) -> Result<Bytes, ProxyError> {
 }
 
 /// The realm: the `Host` header (or the request target's authority), normalized.
-fn realm_of(req: &Request<Incoming>) -> Result<String, ProxyError> {
-    let raw = match req.headers().get(header::HOST) {
-        Some(v) => v.to_str().map_err(|_| ProxyError::InvalidHost)?,
-        None => match req.uri().authority() {
-            Some(a) => a.as_str(),
+/// Also the Host the shard gets: exactly the one routed on (two Host headers are refused, so
+/// kansas and the shard can never read different ones; an absolute-form target's authority
+/// becomes the Host).
+fn realm_of(req: &Request<Incoming>) -> Result<(String, HeaderValue), ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (raw, value) = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(ProxyError::InvalidHost),
+        (Some(v), None) => (v.to_str().map_err(|_| ProxyError::InvalidHost)?, v.clone()),
+        (None, _) => match req.uri().authority() {
+            Some(a) => (
+                a.as_str(),
+                HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::InvalidHost)?,
+            ),
             None => return Err(ProxyError::MissingHost),
         },
     };
-    normalize_host(raw).map_err(|e| match e {
+    let realm = normalize_host(raw).map_err(|e| match e {
         HostError::Missing => ProxyError::MissingHost,
         HostError::Invalid => ProxyError::InvalidHost,
-    })
+    })?;
+    Ok((realm, value))
 }

@@ -43,7 +43,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
             .collect();
-        for name in named {
+        // Host is never hop-by-hop: the shard must see the Host kansas routed on.
+        for name in named.into_iter().filter(|n| n != header::HOST) {
             headers.remove(name);
         }
     }
