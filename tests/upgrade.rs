@@ -18,6 +18,21 @@ use common::fake::Fake;
 use common::kansas::{shard, Kansas};
 use http_body_util::{BodyExt, Empty};
 
+/// One queue registration through kansas, from a plain test thread; its status.
+fn register(k: &Kansas) -> u16 {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(get(
+            k.proxy,
+            "r.example.com",
+            "/json/events?dont_block=true",
+            &[],
+        ))
+        .status
+}
+
 fn count_logs(k: &Kansas, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
     k.logs().iter().filter(|l| pred(l)).count()
 }
@@ -341,17 +356,7 @@ fn sighup_upgrades_like_sigusr1() {
         k.wait_exit(Duration::from_millis(300)).is_none(),
         "the master lives"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt.block_on(get(
-        k.proxy,
-        "r.example.com",
-        "/json/events?dont_block=true",
-        &[],
-    ));
-    assert_eq!(r.status, 200);
+    assert_eq!(register(&k), 200);
 }
 
 #[test]
@@ -424,17 +429,7 @@ fn a_worker_is_started_again_and_again_until_the_binary_is_back() {
         l["message"] == "worker active" && l["generation"].as_u64() > Some(1)
     })
     .expect("a worker starts once the binary is back");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt.block_on(get(
-        k.proxy,
-        "r.example.com",
-        "/json/events?dont_block=true",
-        &[],
-    ));
-    assert_eq!(r.status, 200);
+    assert_eq!(register(&k), 200);
 }
 
 #[test]
