@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::Watched;
+use super::elsewhere::{ask_others, may_be_elsewhere, other_resident_shards, reload_prepared};
 use super::handler::ClientBody;
 use super::headers::{self, X_REQUEST_ID};
 use super::upstream::{self, classify, UpstreamBody};
@@ -86,8 +87,6 @@ pub async fn forward(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
-    // An unknown queue of a realm that drains may be on any of its resident shards.
-    let others = other_resident_shards(proxy, &route);
 
     // Only a bodiless GET is safe to hold, send again, or redirect.
     if parts.method == Method::GET && payload.is_empty() {
@@ -109,6 +108,7 @@ pub async fn forward(
                 return Ok(reloading.await);
             }
         }
+        let others = other_resident_shards(proxy, &route, &resp);
         if !others.is_empty() {
             let headers = &parts.headers;
             let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
@@ -130,9 +130,12 @@ pub async fn forward(
         Payload::Stream(b) => (Either::Left(Limited::new(b, limit as usize)), None),
         Payload::Buffered(b) => (upstream::full(b.clone()), Some(b)),
     };
-    let headers = parts.headers.clone();
+    // Kept only for a DELETE that may have to be sent to another resident shard.
+    let retry = retry.filter(|_| method == Method::DELETE && may_be_elsewhere(&route));
+    let headers = retry.as_ref().map(|_| parts.headers.clone());
     let mut resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
-    if let Some(bytes) = retry.filter(|_| method == Method::DELETE && !others.is_empty()) {
+    let others = other_resident_shards(proxy, &route, &resp);
+    if let (Some(bytes), Some(headers), false) = (retry, headers, others.is_empty()) {
         let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
             let mut req = Request::new(upstream::full(bytes.clone()));
             *req.method_mut() = Method::DELETE;
@@ -155,101 +158,8 @@ pub async fn forward(
     Ok(resp)
 }
 
-/// The realm's other resident shards kansas can reach, in order, when the request names a
-/// queue the map does not know and the realm drains; else none (the usual case, at no cost).
-fn other_resident_shards(proxy: &Proxy, route: &Route<'_>) -> Vec<ShardId> {
-    if route.known || route.queue_id.is_none() {
-        return Vec::new();
-    }
-    let snapshot = proxy.snapshot.load();
-    let now = crate::routing::residency::now_epoch();
-    if !snapshot.draining(now) {
-        return Vec::new();
-    }
-    snapshot
-        .resident(route.realm, now)
-        .into_iter()
-        .filter_map(|r| r.shard)
-        .filter(|&id| id != route.target && snapshot.reachable(id))
-        .collect()
-}
-
-/// While the answer so far is `BAD_EVENT_QUEUE_ID`, asks each of `others` in turn (`ask` sends
-/// the request there and says which shard answered); the first that has the queue answers and
-/// becomes `final_shard`. When none has it (or none answers), the first shard's answer stands.
-///
-/// Boxed where it is called: a forward future lives as long as its long-poll and is as large
-/// as its largest await, and this one (another shard's whole exchange) is rarely needed.
-async fn ask_others<F>(
-    proxy: &Proxy,
-    mut resp: Response<ClientBody>,
-    others: Vec<ShardId>,
-    final_shard: &mut ShardId,
-    mut ask: impl FnMut(ShardId) -> F,
-) -> Result<Response<ClientBody>, ProxyError>
-where
-    F: std::future::Future<Output = Result<(Response<ClientBody>, ShardId), ProxyError>>,
-{
-    for other in others {
-        let bad = match bad_queue(proxy, resp).await? {
-            Ok(bad) => bad,
-            Err(answer) => return Ok(answer),
-        };
-        resp = match ask(other).await {
-            Ok((r, shard)) if r.status() != StatusCode::BAD_REQUEST => {
-                *final_shard = shard;
-                r
-            }
-            _ => bad.response(),
-        };
-    }
-    Ok(resp)
-}
-
-/// A shard's `BAD_EVENT_QUEUE_ID` answer, read whole (it is small and immediate) so it can be
-/// given to the client if no other shard has the queue.
-struct BadQueue {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl BadQueue {
-    fn response(&self) -> Response<ClientBody> {
-        let mut resp = Response::new(Either::Right(Full::new(self.body.clone())));
-        *resp.status_mut() = self.status;
-        *resp.headers_mut() = self.headers.clone();
-        resp
-    }
-}
-
-/// Sorts an answer: `Err` with the answer (a 400 read whole) when it is anything but
-/// `BAD_EVENT_QUEUE_ID`, `Ok` with the read answer when it is.
-async fn bad_queue(
-    proxy: &Proxy,
-    resp: Response<ClientBody>,
-) -> Result<Result<BadQueue, Response<ClientBody>>, ProxyError> {
-    if resp.status() != StatusCode::BAD_REQUEST {
-        return Ok(Err(resp));
-    }
-    let (parts, body) = resp.into_parts();
-    let bytes = read_small(proxy, body).await?;
-    let bad = BadQueue {
-        status: parts.status,
-        headers: parts.headers,
-        body: bytes,
-    };
-    let is_bad_queue = serde_json::from_slice::<serde_json::Value>(&bad.body)
-        .is_ok_and(|v| v["code"] == "BAD_EVENT_QUEUE_ID");
-    Ok(if is_bad_queue {
-        Ok(bad)
-    } else {
-        Err(bad.response())
-    })
-}
-
 /// Reads a small answer body whole (bounded in size, and in time like any answer head).
-async fn read_small(proxy: &Proxy, body: ClientBody) -> Result<Bytes, ProxyError> {
+pub(super) async fn read_small(proxy: &Proxy, body: ClientBody) -> Result<Bytes, ProxyError> {
     let collect = Limited::new(body, MAX_REGISTRATION_BODY).collect();
     Ok(
         tokio::time::timeout(proxy.timeouts.upstream_response, collect)
@@ -269,7 +179,7 @@ fn is_registration(uri: &Uri) -> bool {
 }
 
 /// The shard's URI for a request target: built from parts, nothing parsed again.
-fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: PathAndQuery) -> Uri {
+pub(super) fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: PathAndQuery) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(http::uri::Scheme::HTTP);
     parts.authority = Some(proxy.shard_authority(shard).clone());
@@ -278,7 +188,7 @@ fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: PathAndQuery) -> 
 }
 
 /// One try: the request to the shard, with the response-head deadline.
-async fn attempt(
+pub(super) async fn attempt(
     proxy: &Proxy,
     shard: ShardId,
     upstream: Request<UpstreamBody>,
@@ -427,76 +337,6 @@ async fn learn_from_get(
         }
         _ => Ok(resp),
     }
-}
-
-/// The `reload` move: Zulip's exact `BAD_EVENT_QUEUE_ID` answer (the client reloads and
-/// re-registers on the realm's new shard), the queue forgotten, and a DELETE sent to the old
-/// shard in the background, with the client's own credentials, so Tornado frees it. The answer
-/// is held for `queues.reload_delay_secs`: kansas may learn of a routing change a moment before
-/// Django does, and a client re-registering in that moment would be registered on the old shard
-/// and have to reload a second time.
-pub async fn reload(
-    proxy: &std::sync::Arc<Proxy>,
-    mut parts: http::request::Parts,
-    peer: SocketAddr,
-    old: ShardId,
-    queue_id: &str,
-) -> Response<ClientBody> {
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_forwarded_for(&mut parts.headers, peer.ip());
-    reload_prepared(proxy, parts, old, queue_id).await
-}
-
-/// [`reload`] for a request head already made ready for a shard.
-async fn reload_prepared(
-    proxy: &std::sync::Arc<Proxy>,
-    mut parts: http::request::Parts,
-    old: ShardId,
-    queue_id: &str,
-) -> Response<ClientBody> {
-    proxy.queues.forget(queue_id);
-    proxy.metrics.queues.reload_moves.inc();
-    // Sent as clients send it: `queue_id` in a form-encoded body.
-    let form: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("queue_id", queue_id)
-        .finish();
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    parts.headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    if let Ok(path) = PathAndQuery::try_from(parts.uri.path()) {
-        let uri = upstream_uri(proxy, old, path);
-        let mut delete = Request::new(upstream::full(Bytes::from(form)));
-        *delete.method_mut() = Method::DELETE;
-        *delete.uri_mut() = uri;
-        *delete.headers_mut() = parts.headers;
-        let (proxy, queue_id) = (proxy.clone(), queue_id.to_string());
-        tokio::spawn(async move {
-            let shard = proxy.shard_name(old).to_string();
-            match attempt(&proxy, old, delete).await {
-                Ok(r) => tracing::info!(
-                    shard,
-                    queue_id,
-                    status = r.status().as_u16(),
-                    "realm moved: old queue deleted"
-                ),
-                Err(e) => {
-                    tracing::warn!(shard, queue_id, error = %e, "realm moved: could not delete the old queue")
-                }
-            }
-        });
-    }
-    let body = serde_json::json!({
-        "result": "error",
-        "msg": format!("Bad event queue ID: {queue_id}"),
-        "code": "BAD_EVENT_QUEUE_ID",
-        "queue_id": queue_id,
-    });
-    if !proxy.reload_delay.is_zero() {
-        tokio::time::sleep(proxy.reload_delay).await;
-    }
-    json_response(StatusCode::BAD_REQUEST, &body.to_string()).map(Either::Right)
 }
 
 /// Marks an answer kansas made itself (not a shard's), so the queue map never learns from it.

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use super::body::Watched;
 use super::decide::{self, Decision};
+use super::elsewhere;
 use super::forward::{self, Payload, Route};
 use super::headers::{self, X_REQUEST_ID};
 use super::Proxy;
@@ -150,7 +151,7 @@ async fn route(
             *shard = Some(old);
             // Boxed: it may wait (`queues.reload_delay_secs`), and only a rare request needs
             // that space.
-            let reloading = Box::pin(forward::reload(proxy, parts, peer, old, q));
+            let reloading = Box::pin(elsewhere::reload(proxy, parts, peer, old, q));
             Ok(reloading.await)
         }
         (Decision::Reload { .. }, None) => unreachable!("reload needs a known queue"),

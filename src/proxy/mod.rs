@@ -3,6 +3,7 @@
 
 mod body;
 pub mod decide;
+mod elsewhere;
 mod forward;
 mod handler;
 pub mod headers;
