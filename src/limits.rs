@@ -32,6 +32,22 @@ pub fn effective_max_connections(max_connections: usize) -> usize {
     }
 }
 
+/// Warns when the open-file limit carries fewer client connections than configured.
+pub fn warn_if_short(fd_limit: Option<u64>, max_connections: usize) {
+    let Some(limit) = fd_limit else { return };
+    let carried = connections_within(limit);
+    if carried < max_connections {
+        tracing::warn!(
+            fd_limit = limit,
+            max_connections,
+            carried,
+            "the open-file limit carries {carried} client connections (2 descriptors each, \
+             {FD_RESERVE} spare), fewer than proxy.max_connections: accepting pauses there; \
+             raise the limit (LimitNOFILE= for systemd, minfds for supervisord, ulimit -n)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

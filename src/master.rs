@@ -9,20 +9,19 @@
 //! outside an upgrade is restarted at once. SIGTERM/SIGINT: every worker drains, then the master
 //! exits 0; a second signal stops everything at once.
 
+mod child;
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use self::child::{retry_delay, ChildPid};
 use crate::config::Config;
 use crate::handoff::{fd, read_frame, write_frame, MasterStats, ToMaster, ToWorker};
 
@@ -30,26 +29,6 @@ use crate::handoff::{fd, read_frame, write_frame, MasterStats, ToMaster, ToWorke
 enum Event {
     Message(u64, ToMaster),
     Exited(u64, std::process::ExitStatus),
-}
-
-/// A child process's id: always a single positive pid, so signalling it can never reach a
-/// process group or, with -1, every process the master may signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ChildPid(Pid);
-
-impl ChildPid {
-    /// `None` unless `pid` is 1..=i32::MAX (`Child::id` is a `u32`; anything above i32::MAX
-    /// would turn negative as a `pid_t`).
-    fn new(pid: u32) -> Option<ChildPid> {
-        i32::try_from(pid)
-            .ok()
-            .filter(|&p| p > 0)
-            .map(|p| ChildPid(Pid::from_raw(p)))
-    }
-
-    fn kill(self) {
-        let _ = kill(self.0, Signal::SIGKILL);
-    }
 }
 
 /// A running worker.
@@ -176,20 +155,7 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         pid = std::process::id(),
         "kansas listening"
     );
-    if let Some(limit) = fd_limit {
-        let carried = crate::limits::connections_within(limit);
-        if carried < config.proxy.max_connections {
-            tracing::warn!(
-                fd_limit = limit,
-                max_connections = config.proxy.max_connections,
-                carried,
-                "the open-file limit carries {carried} client connections (2 descriptors each, \
-                 {} spare), fewer than proxy.max_connections: accepting pauses there; raise \
-                 the limit (LimitNOFILE= for systemd, minfds for supervisord, ulimit -n)",
-                crate::limits::FD_RESERVE
-            );
-        }
-    }
+    crate::limits::warn_if_short(fd_limit, config.proxy.max_connections);
     let (events, mut rx) = mpsc::unbounded_channel();
     let mut m = Master {
         exe,
@@ -230,12 +196,6 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
     }
-}
-
-/// The pause before start attempt `n + 1` after `n` failures: 0.2 s, doubling, at most 5 s.
-fn retry_delay(failures: u32) -> Duration {
-    Duration::from_millis(200u64.saturating_mul(1 << failures.saturating_sub(1).min(5)))
-        .min(Duration::from_secs(5))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -288,7 +248,7 @@ impl Master {
                 let _ = events.send(Event::Exited(generation, status));
             }
         });
-        tracing::info!(generation, pid = pid.0.as_raw(), upgrade, "worker started");
+        tracing::info!(generation, pid = pid.raw(), upgrade, "worker started");
         self.pending = Some(Pending {
             worker: Worker {
                 generation,
@@ -569,30 +529,4 @@ fn stop_now(pids: &[ChildPid]) -> ExitCode {
 /// Tells systemd (Type=notify) where we are; does nothing elsewhere.
 fn notify(states: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(false, states);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ChildPid;
-
-    #[test]
-    fn failed_starts_are_retried_with_backoff() {
-        let ms = |n| super::retry_delay(n).as_millis();
-        assert_eq!(
-            [ms(1), ms(2), ms(3), ms(6), ms(7), ms(40)],
-            [200, 400, 800, 5000, 5000, 5000]
-        );
-    }
-
-    #[test]
-    fn a_child_pid_is_one_positive_pid() {
-        assert_eq!(ChildPid::new(4242).map(|p| p.0.as_raw()), Some(4242));
-        assert_eq!(ChildPid::new(0), None, "0 would signal the process group");
-        assert_eq!(ChildPid::new(u32::MAX), None, "would be -1: every process");
-        assert_eq!(
-            ChildPid::new(1 << 31),
-            None,
-            "would be negative: a process group"
-        );
-    }
 }
