@@ -45,6 +45,14 @@ pub enum ProxyError {
     BadRedirect,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("shard sent a malformed response")]
+    BadShardResponse,
+    #[error("malformed request body")]
+    BadRequestBody,
+    #[error("client closed the connection while sending its request body")]
+    ClientClosed,
+    #[error("kansas is out of file descriptors")]
+    OutOfFds,
 }
 
 impl ProxyError {
@@ -53,13 +61,15 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             MissingHost | InvalidHost => (StatusCode::BAD_REQUEST, "BAD_HOST"),
-            BadRequest => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            BadRequest | BadRequestBody | ClientClosed => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_TOO_LARGE"),
             NoShard => (StatusCode::SERVICE_UNAVAILABLE, "NO_SHARD"),
             UpstreamRefused | UpstreamConnectTimeout | UpstreamConnect | UpstreamClosed => {
                 (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR")
             }
+            BadShardResponse => (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR"),
+            OutOfFds => (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
             ParkOverflow | ParkTimeout => (StatusCode::SERVICE_UNAVAILABLE, "SHARD_RESTARTING"),
             // The head was already sent: the client connection is closed instead.
@@ -89,11 +99,17 @@ impl ProxyError {
             RedirectUnknownPort => "redirect_unknown_port",
             BadRedirect => "bad_redirect",
             MethodNotAllowed => "method_not_allowed",
+            BadShardResponse => "bad_shard_response",
+            BadRequestBody => "bad_request_body",
+            ClientClosed => "client_closed",
+            OutOfFds => "out_of_fds",
         }
     }
 
     /// True when the shard failed before its response head in a way that means it is down or
-    /// restarting (refused, unreachable, or closed the connection): a GET can be parked.
+    /// restarting (refused, unreachable, or closed the connection): a GET can be parked. Never
+    /// for a shard that answered badly (`BadShardResponse`), a client's mistake
+    /// (`BadRequestBody`, `ClientClosed`) or kansas's own shortage (`OutOfFds`).
     pub fn shard_down(self) -> bool {
         use ProxyError::*;
         matches!(
@@ -155,6 +171,17 @@ mod tests {
         assert_eq!(ProxyError::UpstreamTimeout.status_and_code().0, 504);
         assert_eq!(ProxyError::NoShard.status_and_code().0, 503);
         assert_eq!(ProxyError::ParkOverflow.status_and_code().0, 503);
+        assert_eq!(ProxyError::BadShardResponse.status_and_code().0, 502);
+        assert_eq!(ProxyError::BadRequestBody.status_and_code().0, 400);
+        assert_eq!(ProxyError::OutOfFds.status_and_code().0, 503);
+        for own in [
+            ProxyError::BadShardResponse,
+            ProxyError::BadRequestBody,
+            ProxyError::ClientClosed,
+            ProxyError::OutOfFds,
+        ] {
+            assert!(!own.shard_down(), "{own:?}");
+        }
         let r = ProxyError::ParkOverflow.response();
         assert_eq!(r.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
     }

@@ -5,10 +5,12 @@
 //! answers.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -18,6 +20,7 @@ use super::body::Watched;
 use super::elsewhere::{ask_others, may_be_elsewhere, other_resident_shards, reload_prepared};
 use super::handler::ClientBody;
 use super::headers::{self, X_REQUEST_ID};
+use super::throttle::Throttle;
 use super::upstream::{self, classify, UpstreamBody};
 use super::Proxy;
 use crate::config::TimeoutAnswer;
@@ -29,6 +32,8 @@ use crate::routing::ShardId;
 const X_ACCEL_REDIRECT: &str = "x-accel-redirect";
 /// Largest queue-registration answer read to learn its `queue_id`.
 const MAX_REGISTRATION_BODY: usize = 64 * 1024;
+/// At most one line per this interval for a failure that can repeat at request rate.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Where a request goes and what the queue map should learn from it.
 pub struct Route<'a> {
@@ -201,15 +206,48 @@ pub(super) async fn attempt(
         Err(_elapsed) => return Err(ProxyError::UpstreamTimeout),
         Ok(Err(e)) => {
             let kind = classify(&e);
-            tracing::debug!(shard = proxy.shard_name(shard), error = %e, kind = kind.kind(), "upstream request failed");
+            log_failure(proxy, shard, kind, &e);
             return Err(kind);
         }
         Ok(Ok(resp)) => resp,
     };
     let (mut parts, body) = resp.into_parts();
+    if parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        // Which one frames the body is ambiguous (a smuggling pattern): relaying the de-chunked
+        // body under the shard's Content-Length would truncate it or run into the next answer.
+        // The unread body is dropped, so the connection is closed, never reused.
+        let e = "both Content-Length and Transfer-Encoding";
+        log_failure(proxy, shard, ProxyError::BadShardResponse, &e);
+        return Err(ProxyError::BadShardResponse);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
     let body = Watched::new(body, proxy.metrics.clone());
     Ok(Response::from_parts(parts, Either::Left(body)))
+}
+
+/// Logs a failed try: kansas's own shortage of descriptors and malformed shard answers at most
+/// once per [`LOG_EVERY`] each (they can come thousands of times a second), the rest at debug.
+fn log_failure(proxy: &Proxy, shard: ShardId, kind: ProxyError, e: &dyn std::fmt::Display) {
+    static OUT_OF_FDS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+    static BAD_ANSWER: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+    let name = proxy.shard_name(shard);
+    match kind {
+        ProxyError::OutOfFds => {
+            if let Some(unlogged) = OUT_OF_FDS.tick() {
+                tracing::error!(shard = name, error = %e, unlogged, "kansas is out of file descriptors: cannot connect to the shard, answering 503 (the shard is not marked down); raise the open-file limit or lower proxy.max_connections");
+            }
+        }
+        ProxyError::BadShardResponse => {
+            if let Some(unlogged) = BAD_ANSWER.tick() {
+                tracing::warn!(shard = name, error = %e, unlogged, "shard sent a malformed response: answering 502 (the shard is not marked down)");
+            }
+        }
+        _ => {
+            tracing::debug!(shard = name, error = %e, kind = kind.kind(), "upstream request failed")
+        }
+    }
 }
 
 /// A GET: tried while the shard is up; parked while it is down; replayed when released; answered

@@ -8,6 +8,7 @@ mod forward;
 mod handler;
 pub mod headers;
 mod server;
+mod throttle;
 mod upstream;
 
 use std::cell::Cell;

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::throttle::out_of_fds;
 use crate::error::ProxyError;
 
 /// What a request sends upstream: the client's body (bounded, streamed), nothing, or a body
@@ -48,14 +49,35 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .build(connector)
 }
 
-/// Maps a client error (before the response head) to what went wrong.
+/// Maps a client error (before the response head) to what went wrong, and whose fault it is:
+/// the shard's (down, or answering badly), the client's (its body failed on the way), or
+/// kansas's own (out of descriptors).
 pub fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
+    // Below a "user body" error lies the client's own request body failing.
+    let mut client_body = false;
     let mut source: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
             return ProxyError::BodyTooLarge;
         }
+        if let Some(he) = e.downcast_ref::<hyper::Error>() {
+            if he.is_user() {
+                client_body = true;
+            } else if client_body && he.is_incomplete_message() {
+                return ProxyError::ClientClosed;
+            } else if he.is_parse() && !client_body {
+                // Two Content-Lengths, garbage, too many headers, a head too large: the shard
+                // is up and answered, badly.
+                return ProxyError::BadShardResponse;
+            }
+        }
         if let Some(ioe) = e.downcast_ref::<io::Error>() {
+            if client_body {
+                return client_body_error(ioe);
+            }
+            if out_of_fds(ioe) {
+                return ProxyError::OutOfFds;
+            }
             if err.is_connect() {
                 return match ioe.kind() {
                     io::ErrorKind::ConnectionRefused => ProxyError::UpstreamRefused,
@@ -66,9 +88,23 @@ pub fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
         }
         source = e.source();
     }
-    if err.is_connect() {
+    if client_body {
+        ProxyError::BadRequestBody
+    } else if err.is_connect() {
         ProxyError::UpstreamConnect
     } else {
         ProxyError::UpstreamClosed
+    }
+}
+
+/// The client's request body failed while it streamed to the shard: the client went away, or
+/// sent a body that is not valid HTTP (a bad chunk size).
+fn client_body_error(e: &io::Error) -> ProxyError {
+    use io::ErrorKind::*;
+    match e.kind() {
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
+            ProxyError::ClientClosed
+        }
+        _ => ProxyError::BadRequestBody,
     }
 }

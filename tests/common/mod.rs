@@ -8,4 +8,5 @@ pub mod fake;
 pub mod kansas;
 pub mod nginx;
 pub mod pg;
+pub mod raw_shard;
 pub mod upstream;

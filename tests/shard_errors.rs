@@ -1,0 +1,161 @@
+//! Whose fault a failure is (issue 15, items 3, 4, 6, 7): a shard that is up but answers
+//! malformed bytes gets a `502` for that request, never a "shard down" with parking and replays;
+//! a client whose own body fails is a client error, never counted against the shard; kansas out
+//! of file descriptors is kansas's own `503`, with the shard left up and few log lines.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::client::{get, send};
+use common::kansas::{shard, Kansas};
+use common::raw_shard::RawShard;
+use common::upstream::Upstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn metrics(admin: SocketAddr) -> String {
+    String::from_utf8(get(admin, "localhost", "/metrics", &[]).await.body).unwrap()
+}
+
+/// The value of one metric line (`name{labels}`), 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn errors(kind: &str) -> String {
+    format!("kansas_errors_total{{kind=\"{kind}\"}}")
+}
+
+/// Waits (up to 10 s) until the error kind has been counted `want` times; returns the metrics.
+async fn wait_error(admin: SocketAddr, kind: &str, want: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(admin).await;
+        if metric(&m, &errors(kind)) >= want || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Parking on (a GET would wait for a down shard and be replayed), with a short deadline so a
+/// regression shows as the deadline's own answer instead of a hang.
+fn parking_config(addr: SocketAddr) -> String {
+    format!(
+        "[parking]\ntimeout_secs = 2\nprobe_interval_secs = 0.1\n{}",
+        shard("s", addr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_shard_answers_are_502_and_never_mark_the_shard_down() {
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge_head = format!("X-Big: {}\r\n", "a".repeat(1024 * 1024));
+    let answers = [
+        (
+            "two Content-Lengths",
+            "Content-Length: 2\r\nContent-Length: 3\r\n".to_string(),
+        ),
+        ("too many headers", many_headers),
+        ("a 1 MB head", huge_head),
+        ("garbage", String::new()),
+    ];
+    for (what, headers) in answers {
+        let raw = if headers.is_empty() {
+            b"\x16\x03\x01 this is not HTTP at all\r\n\r\n".to_vec()
+        } else {
+            format!("HTTP/1.1 200 OK\r\n{headers}\r\n{{}}").into_bytes()
+        };
+        let shard = RawShard::start(raw).await;
+        let k = Kansas::start(&parking_config(shard.addr));
+        let r = get(k.proxy, "r.example.com", "/json/events?queue_id=q1", &[]).await;
+        assert_eq!(r.status, 502, "{what}: {:?}", r.json());
+        assert_eq!(r.json()["code"], "UPSTREAM_ERROR", "{what}");
+        let post = "POST /json/messages HTTP/1.1\r\nHost: r.example.com\r\n\
+                    Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+        assert_eq!(send(k.proxy, post.as_bytes()).await.status, 502, "{what}");
+        assert_eq!(shard.requests(), 2, "{what}: one try each, no replay");
+        let m = metrics(k.admin).await;
+        assert_eq!(
+            metric(&m, &errors("bad_shard_response")),
+            2.0,
+            "{what}: {m}"
+        );
+        assert_eq!(
+            metric(&m, &errors("closed_before_head")),
+            0.0,
+            "{what}: {m}"
+        );
+        let down = "kansas_shard_down_transitions_total{shard=\"s\"}";
+        assert_eq!(metric(&m, down), 0.0, "{what}: the shard is up: {m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_length_with_transfer_encoding_from_a_shard_is_502() {
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                a\r\n0123456789\r\n0\r\n\r\n"
+        .to_vec();
+    let shard = RawShard::start(raw).await;
+    let k = Kansas::start(&parking_config(shard.addr));
+    for path in ["/json/events?queue_id=q1", "/json/users"] {
+        let r = get(k.proxy, "r.example.com", path, &[]).await;
+        assert_eq!(
+            r.status,
+            502,
+            "{path}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let m = metrics(k.admin).await;
+    assert_eq!(metric(&m, &errors("bad_shard_response")), 2.0, "{m}");
+    let down = "kansas_shard_down_transitions_total{shard=\"s\"}";
+    assert_eq!(metric(&m, down), 0.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_chunk_from_the_client_is_400_and_not_the_shards_fault() {
+    let up = Upstream::start("s").await;
+    let k = Kansas::start(&parking_config(up.addr));
+    let req = "POST /json/messages HTTP/1.1\r\nHost: r.example.com\r\n\
+               Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+               4\r\nabcd\r\nzz\r\nnot a chunk\r\n0\r\n\r\n";
+    let r = send(k.proxy, req.as_bytes()).await;
+    assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(&r.body));
+    let m = wait_error(k.admin, "bad_request_body", 1.0).await;
+    assert_eq!(metric(&m, &errors("bad_request_body")), 1.0, "{m}");
+    assert_eq!(metric(&m, &errors("closed_before_head")), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "kansas_requests_total{shard=\"s\",class=\"5xx\"}"),
+        0.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_after_100_continue_is_not_the_shards_fault() {
+    let up = Upstream::start("s").await;
+    let k = Kansas::start(&parking_config(up.addr));
+    let mut c = TcpStream::connect(k.proxy).await.unwrap();
+    let head = "POST /json/messages HTTP/1.1\r\nHost: r.example.com\r\n\
+                Expect: 100-continue\r\nContent-Length: 100\r\n\r\n";
+    c.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).await.unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(got.starts_with("HTTP/1.1 100 Continue"), "{got}");
+    c.write_all(b"only ten b").await.unwrap();
+    drop(c);
+    let m = wait_error(k.admin, "client_closed", 1.0).await;
+    assert_eq!(metric(&m, &errors("client_closed")), 1.0, "{m}");
+    assert_eq!(metric(&m, &errors("closed_before_head")), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "kansas_requests_total{shard=\"s\",class=\"5xx\"}"),
+        0.0,
+        "{m}"
+    );
+}
