@@ -159,3 +159,130 @@ async fn a_client_that_leaves_after_100_continue_is_not_the_shards_fault() {
         "{m}"
     );
 }
+
+/// Sends one request on a keep-alive connection and reads its answer (a Content-Length body).
+async fn exchange(c: &mut TcpStream, host: &str, path: &str) -> common::client::Resp {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(r) = common::client::parse(&buf) {
+            let len: usize = r.header("content-length").map_or(0, |l| l.parse().unwrap());
+            if r.body.len() >= len {
+                return r;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut chunk))
+            .await
+            .expect("an answer within 30 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_descriptors_is_kansas_own_503_and_is_logged_rarely() {
+    // Under 262 descriptors the worker accepts 3 client connections; its idle pooled
+    // connections to 300 shards (one each, kept for reuse) use up the rest, as idle connections
+    // to many shards can in production.
+    const SHARDS: usize = 300;
+    let mut ups = Vec::new();
+    let mut body = "[proxy]\nlisten = \"127.0.0.1:0\"\nthreads = 1\n\
+                    [admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n\
+                    [parking]\ntimeout_secs = 2\n"
+        .to_string();
+    for i in 0..SHARDS {
+        let up = Upstream::start(&format!("s{i}")).await;
+        body.push_str(&shard(&up.name, up.addr));
+        ups.push(up);
+    }
+    body.push_str("[assignments]\n");
+    for i in 0..SHARDS {
+        body.push_str(&format!("\"r{i}.example.com\" = \"s{i}\"\n"));
+    }
+    let k = Kansas::start_raw_with_fd_limit(262, &body);
+    let mut first = TcpStream::connect(k.proxy).await.unwrap();
+    let mut next = 0;
+    let out_at = loop {
+        assert!(next < SHARDS, "descriptors never ran out");
+        let r = exchange(&mut first, &format!("r{next}.example.com"), "/json/users").await;
+        next += 1;
+        if r.status != 200 {
+            assert_eq!(
+                (r.status, r.json()["code"].clone()),
+                (503, "OVERLOADED".into())
+            );
+            assert!(r.header("retry-after").is_some());
+            break next - 1;
+        }
+    };
+    // Twenty more shards kansas cannot reach for want of descriptors: each a 503, one log line.
+    for i in next..next + 20 {
+        let r = exchange(&mut first, &format!("r{i}.example.com"), "/json/users").await;
+        assert_eq!(r.status, 503, "r{i}");
+    }
+    // A shard already connected still serves.
+    let r = exchange(&mut first, "r0.example.com", "/json/users").await;
+    assert_eq!(r.status, 200);
+    // A new client cannot be accepted while no descriptor is free: the accept loop pauses and
+    // logs rarely, however long it lasts.
+    let mut second = TcpStream::connect(k.proxy).await.unwrap();
+    second
+        .write_all(b"GET /json/users HTTP/1.1\r\nHost: r1.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let accept_failed = |l: &serde_json::Value| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("accept failed"))
+    };
+    k.wait_log(Duration::from_secs(10), accept_failed)
+        .expect("the accept loop reports the shortage");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(first);
+    let mut rest = Vec::new();
+    second.read_to_end(&mut rest).await.unwrap();
+    let r = common::client::parse(&rest).expect("an answer once a descriptor is free");
+    assert_eq!(r.status, 200, "accepted once a connection closed");
+
+    let m = metrics(k.admin).await;
+    assert_eq!(metric(&m, &errors("out_of_fds")), 21.0, "{m}");
+    for bad in [
+        "connect_error",
+        "connect_refused",
+        "closed_before_head",
+        "park_timeout",
+    ] {
+        assert_eq!(metric(&m, &errors(bad)), 0.0, "{bad}: {m}");
+    }
+    let downs: f64 = (0..SHARDS)
+        .map(|i| {
+            metric(
+                &m,
+                &format!("kansas_shard_down_transitions_total{{shard=\"s{i}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(
+        downs, 0.0,
+        "no shard marked down (ran out at r{out_at}): {m}"
+    );
+    let logs = k.logs();
+    let connect_lines = logs
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("kansas is out of file descriptors"))
+        })
+        .count();
+    assert_eq!(connect_lines, 1, "21 failed connects, one line");
+    let accept_lines = logs.iter().filter(|l| accept_failed(l)).count();
+    assert!(accept_lines <= 2, "{accept_lines} accept-failure lines");
+}

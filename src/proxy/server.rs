@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::throttle::{out_of_fds, Throttle};
 use super::{handle, Proxy};
 
 /// Connection-level limits of the client listener.
@@ -125,6 +126,7 @@ async fn accept_loop(
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let mut pause = FIRST_ACCEPT_PAUSE;
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
@@ -132,11 +134,13 @@ async fn accept_loop(
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    pause = FIRST_ACCEPT_PAUSE;
+                    conn
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    drop(permit);
+                    accept_failed(&e, &mut pause, &stop).await;
                     continue;
                 }
             },
@@ -176,6 +180,32 @@ async fn accept_loop(
             false
         }
     }
+}
+
+/// The first pause after a failed accept; each failure in a row doubles it, up to
+/// [`MAX_ACCEPT_PAUSE`].
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(20);
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+/// At most one "accept failed" line per this interval.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// After a failed accept. Out of descriptors (EMFILE, ENFILE), the listener stays readable (the
+/// connection waits in the backlog), so the loop pauses, longer each time in a row, until
+/// connections close; and logs at most once per [`ACCEPT_LOG_EVERY`], however often it fails.
+async fn accept_failed(e: &std::io::Error, pause: &mut Duration, stop: &CancellationToken) {
+    static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(ACCEPT_LOG_EVERY));
+    if let Some(unlogged) = LOG.tick() {
+        if out_of_fds(e) {
+            tracing::error!(error = %e, unlogged, "accept failed: kansas is out of file descriptors; accepting pauses until connections close (raise the open-file limit or lower proxy.max_connections)");
+        } else {
+            tracing::error!(error = %e, unlogged, "accept failed");
+        }
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(*pause) => {}
+        _ = stop.cancelled() => {}
+    }
+    *pause = (*pause * 2).min(MAX_ACCEPT_PAUSE);
 }
 
 /// How long a draining process lets busy keep-alive clients leave on their own before closing

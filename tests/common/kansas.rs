@@ -56,9 +56,14 @@ impl Kansas {
     /// Starts kansas with `config_text(body)` under an open-file limit of `nofile` (soft and
     /// hard; `prlimit` execs kansas, so the child is still the master).
     pub fn start_with_fd_limit(nofile: u64, body: &str) -> Kansas {
+        Self::start_raw_with_fd_limit(nofile, &config_text(body))
+    }
+
+    /// Starts kansas with exactly this configuration text under an open-file limit of `nofile`.
+    pub fn start_raw_with_fd_limit(nofile: u64, config: &str) -> Kansas {
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(binary());
-        Self::start_bin(cmd, &config_text(body), &[])
+        Self::start_bin(cmd, config, &[])
     }
 
     fn start_with_env(config: &str, env: &[(&str, &str)]) -> Kansas {
