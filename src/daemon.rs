@@ -32,7 +32,7 @@ impl Daemon {
             Follower::new(
                 db.clone(),
                 config.routing.clone(),
-                proxy.snapshot.clone(),
+                proxy.snapshot().clone(),
                 metrics.db.clone(),
             )
         });
@@ -67,11 +67,11 @@ impl Daemon {
         if let (Some(saved), Some(f)) = (&state.database, &mut self.follower) {
             f.seed(saved);
         }
-        let snapshot = self.proxy.snapshot.load();
+        let snapshot = self.proxy.snapshot().load();
         let saved = state.queues.len();
         let skipped = self
             .proxy
-            .queues
+            .queues()
             .restore(state.queues, |name| snapshot.shard_id(name));
         for name in &state.down_shards {
             if let Some(id) = snapshot.shard_id(name) {
@@ -143,7 +143,7 @@ pub fn dump(
     db_latest: Option<&Arc<Mutex<Option<DbState>>>>,
     generation: u64,
 ) -> Envelope {
-    let snapshot = proxy.snapshot.load();
+    let snapshot = proxy.snapshot().load();
     let names: Vec<String> = snapshot.shards().iter().map(|s| s.name.clone()).collect();
     let database = db_latest.and_then(|l| {
         let l = l.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,7 +161,7 @@ pub fn dump(
         generation,
         state: State {
             database,
-            queues: proxy.queues.save(&names),
+            queues: proxy.queues().save(&names),
             down_shards,
         },
     }

@@ -1,6 +1,8 @@
-//! The shard's answer body as relayed to the client: streamed frame by frame, with a failure
-//! after the response head (the shard died mid-answer) logged and counted. hyper then closes
-//! the client connection, as nginx does; such an answer cannot be replayed.
+//! The body types of an answer: what the client receives ([`ClientBody`]: the shard's answer or
+//! kansas's own), and the shard's answer body as relayed ([`Watched`]): streamed frame by frame,
+//! with a failure after the response head (the shard died mid-answer) logged and counted. hyper
+//! then closes the client connection, as nginx does; such an answer cannot be replayed. (What is
+//! sent to the shard is [`super::upstream::UpstreamBody`].)
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,10 +10,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+
+/// What the client receives: the shard's streamed answer or kansas's own.
+pub type ClientBody = Either<Watched, Full<Bytes>>;
 
 pin_project_lite::pin_project! {
     /// An upstream body that reports its own failure.

@@ -10,7 +10,7 @@ use crate::routing::{MovePolicy, Origin, ShardId, Snapshot};
 
 /// The outcome for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum Decision<'q> {
     /// Send it to `target`; a queue learned from the answer gets `home` as its realm's home.
     /// `known` is set when the queue map placed the request (and counted it as a use of the
     /// queue); `moved` when a known queue's realm has moved and the queue is drained.
@@ -20,8 +20,8 @@ pub enum Decision {
         known: bool,
         moved: bool,
     },
-    /// Answer `400 BAD_EVENT_QUEUE_ID`; tell `old` to drop the queue.
-    Reload { old: ShardId },
+    /// Answer `400 BAD_EVENT_QUEUE_ID` for `queue_id`; tell `old` to drop the queue.
+    Reload { old: ShardId, queue_id: &'q str },
     /// Nothing can serve the realm (every weight 0, or its shard is not in the config file).
     NoShard,
 }
@@ -51,18 +51,18 @@ pub fn queue_id(query: Option<&str>) -> Option<String> {
 /// Decides where a request for `realm` (and `queue_id`) goes. `now` is seconds since the
 /// epoch (drain windows close by the clock).
 #[inline]
-pub fn decide(
+pub fn decide<'q>(
     snapshot: &Snapshot,
     queues: &QueueMap,
     realm: &str,
-    queue_id: Option<&str>,
+    queue_id: Option<&'q str>,
     is_get: bool,
     default_policy: MovePolicy,
     now: f64,
-) -> Decision {
+) -> Decision<'q> {
     let route = snapshot.route_targets(realm);
     let current = route.map(|(d, _)| d.shard);
-    if let Some(entry) = queue_id.and_then(|q| queues.lookup(q)) {
+    if let Some((queue_id, entry)) = queue_id.and_then(|q| Some((q, queues.lookup(q)?))) {
         let forward = |moved| Decision::Forward {
             target: entry.shard,
             home: entry.home,
@@ -81,7 +81,10 @@ pub fn decide(
         if stays || !is_get {
             return forward(true);
         }
-        return Decision::Reload { old: entry.shard };
+        return Decision::Reload {
+            old: entry.shard,
+            queue_id,
+        };
     }
     match current {
         Some(s) if snapshot.reachable(s) => Decision::Forward {
@@ -149,14 +152,20 @@ mod tests {
                 Some("known"),
                 true,
                 Reload,
-                Decision::Reload { old: 0 },
+                Decision::Reload {
+                    old: 0,
+                    queue_id: "known",
+                },
             ),
             (
                 &moved,
                 Some("split"),
                 true,
                 Reload,
-                Decision::Reload { old: 2 },
+                Decision::Reload {
+                    old: 2,
+                    queue_id: "split",
+                },
             ),
             (&moved, Some("known"), false, Reload, fwd(0, 0, true, true)),
             (
@@ -190,10 +199,19 @@ mod tests {
         let known =
             |s: &Snapshot, now| decide(s, &q, "r.example.com", Some("known"), true, Reload, now);
         assert_eq!(known(&draining, 10.0), fwd(0, 0, true, true));
-        assert_eq!(known(&draining, 100.0), Decision::Reload { old: 0 });
+        assert_eq!(
+            known(&draining, 100.0),
+            Decision::Reload {
+                old: 0,
+                queue_id: "known",
+            }
+        );
         assert_eq!(
             known(&db(snapshot(Some(1))), 10.0),
-            Decision::Reload { old: 0 }
+            Decision::Reload {
+                old: 0,
+                queue_id: "known",
+            }
         );
         // Drain as the default policy does not keep a queue without a window.
         assert_eq!(
@@ -206,7 +224,10 @@ mod tests {
                 Drain,
                 0.0
             ),
-            Decision::Reload { old: 0 }
+            Decision::Reload {
+                old: 0,
+                queue_id: "known",
+            }
         );
     }
 

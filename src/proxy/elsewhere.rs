@@ -11,8 +11,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use super::body::ClientBody;
 use super::forward::{attempt, read_small, upstream_uri, Route};
-use super::handler::ClientBody;
 use super::headers;
 use super::upstream;
 use super::Proxy;

@@ -16,9 +16,8 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::Watched;
+use super::body::{ClientBody, Watched};
 use super::elsewhere::{ask_others, may_be_elsewhere, other_resident_shards, reload_prepared};
-use super::handler::ClientBody;
 use super::headers::{self, X_REQUEST_ID};
 use super::throttle::Throttle;
 use super::upstream::{self, classify, UpstreamBody};
@@ -62,10 +61,24 @@ impl Payload {
     }
 }
 
-/// Sends the request and returns the answer, headers cleaned, body streaming. `final_shard`
-/// is set to the shard that answered (after a redirect, the redirect's; after an unknown
-/// queue was found on another resident shard, that one's).
+/// Sends the request; returns the shard that answered (after a redirect, the redirect's; after
+/// an unknown queue was found on another resident shard, that one's; on a failure, the one
+/// that failed) and the answer, headers cleaned, body streaming.
 pub async fn forward(
+    proxy: &std::sync::Arc<Proxy>,
+    parts: http::request::Parts,
+    payload: Payload,
+    peer: SocketAddr,
+    route: Route<'_>,
+    request_id: &HeaderValue,
+) -> (ShardId, Result<Response<ClientBody>, ProxyError>) {
+    let mut shard = route.target;
+    let answer = forward_to(proxy, parts, payload, peer, route, request_id, &mut shard).await;
+    (shard, answer)
+}
+
+/// [`forward`], with the shard it is using kept up to date in `final_shard` as it goes.
+async fn forward_to(
     proxy: &std::sync::Arc<Proxy>,
     mut parts: http::request::Parts,
     payload: Payload,
@@ -129,6 +142,20 @@ pub async fn forward(
         }
         return learn_from_get(proxy, &route, registration, *final_shard, resp).await;
     }
+    send(proxy, parts, payload, &route, path_and_query, final_shard).await
+}
+
+/// Anything but a bodiless GET: sent once (a DELETE for a queue the shard does not know is
+/// asked of the realm's other resident shards), never parked or redirected.
+async fn send(
+    proxy: &Proxy,
+    parts: http::request::Parts,
+    payload: Payload,
+    route: &Route<'_>,
+    path_and_query: PathAndQuery,
+    final_shard: &mut ShardId,
+) -> Result<Response<ClientBody>, ProxyError> {
+    let limit = proxy.limits.max_body_bytes;
     let method = parts.method.clone();
     let (body, retry): (UpstreamBody, Option<Bytes>) = match payload {
         Payload::Stream(b) if b.is_end_stream() => (upstream::empty(), Some(Bytes::new())),
@@ -136,10 +163,10 @@ pub async fn forward(
         Payload::Buffered(b) => (upstream::full(b.clone()), Some(b)),
     };
     // Kept only for a DELETE that may have to be sent to another resident shard.
-    let retry = retry.filter(|_| method == Method::DELETE && may_be_elsewhere(&route));
+    let retry = retry.filter(|_| method == Method::DELETE && may_be_elsewhere(route));
     let headers = retry.as_ref().map(|_| parts.headers.clone());
     let mut resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
-    let others = other_resident_shards(proxy, &route, &resp);
+    let others = other_resident_shards(proxy, route, &resp);
     if let (Some(bytes), Some(headers), false) = (retry, headers, others.is_empty()) {
         let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
             let mut req = Request::new(upstream::full(bytes.clone()));

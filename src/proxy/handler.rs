@@ -9,10 +9,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 
-use super::body::Watched;
+use super::body::ClientBody;
 use super::decide::{self, Decision};
 use super::elsewhere;
 use super::forward::{self, Payload, Route};
@@ -20,9 +20,6 @@ use super::headers::{self, X_REQUEST_ID};
 use super::Proxy;
 use crate::error::ProxyError;
 use crate::routing::{normalize_host, HostError, ShardId};
-
-/// What the client receives: the shard's streamed answer or kansas's own.
-pub type ClientBody = Either<Watched, Full<Bytes>>;
 
 /// Decrements the in-flight gauge however the request ends (including client disconnects).
 struct InFlight<'a>(&'a Proxy);
@@ -110,19 +107,17 @@ async fn route(
     let (mut parts, body) = req.into_parts();
     parts.headers.insert(header::HOST, host.clone());
     let mut queue_id = decide::queue_id(parts.uri.query());
-    let mut payload = Payload::Stream(body);
-    if parts.method == Method::DELETE && queue_id.is_none() {
+    let payload = if parts.method == Method::DELETE && queue_id.is_none() {
         // Zulip's clients send a DELETE's queue_id in a form-encoded body.
-        let Payload::Stream(body) = payload else {
-            unreachable!("just built")
-        };
         // Boxed, like every rare wait here: the handler's future is kept for the connection's
         // life, at the size of its largest await.
         let reading = Box::pin(read_body(proxy, body));
         let bytes = reading.await?;
         queue_id = decide::queue_id(std::str::from_utf8(&bytes).ok());
-        payload = Payload::Buffered(bytes);
-    }
+        Payload::Buffered(bytes)
+    } else {
+        Payload::Stream(body)
+    };
     let snapshot = proxy.snapshot.load();
     let decision = decide::decide(
         &snapshot,
@@ -133,37 +128,21 @@ async fn route(
         proxy.default_move_policy,
         crate::routing::residency::now_epoch(),
     );
-    match (decision, queue_id.as_deref()) {
-        (Decision::NoShard, _) => {
-            if let Some(d) = snapshot
-                .route(realm)
-                .filter(|d| !snapshot.reachable(d.shard))
-            {
-                tracing::error!(
-                    realm,
-                    shard = snapshot.shard(d.shard).name,
-                    "the realm routes to a shard the config file does not have"
-                );
-            }
-            Err(ProxyError::NoShard)
-        }
-        (Decision::Reload { old }, Some(q)) => {
+    match decision {
+        Decision::NoShard => Err(no_shard(&snapshot, realm)),
+        Decision::Reload { old, queue_id } => {
             *shard = Some(old);
             // Boxed: it may wait (`queues.reload_delay_secs`), and only a rare request needs
             // that space.
-            let reloading = Box::pin(elsewhere::reload(proxy, parts, peer, old, q));
+            let reloading = Box::pin(elsewhere::reload(proxy, parts, peer, old, queue_id));
             Ok(reloading.await)
         }
-        (Decision::Reload { .. }, None) => unreachable!("reload needs a known queue"),
-        (
-            Decision::Forward {
-                target,
-                home,
-                known,
-                moved,
-            },
-            q,
-        ) => {
+        Decision::Forward {
+            target,
+            home,
+            known,
+            moved,
+        } => {
             drop(snapshot);
             if moved {
                 proxy.metrics.queues.drain_moves.inc();
@@ -173,28 +152,36 @@ async fn route(
                 home,
                 known,
                 realm,
-                queue_id: q,
+                queue_id: queue_id.as_deref(),
             };
-            let mut final_shard = target;
             // Boxed: hyper moves the handler's future into place for every request and
             // keeps that space for the connection's life; forwarding state (2.2 KB) is
             // only needed while a request is in flight. Boxed in its own statement: a
             // temporary in an `.await` statement is kept in the future across the await
             // (the handler's future was 3.7 KB with the forward future inside, 1.4 KB now).
             let forwarding = Box::pin(forward::forward(
-                proxy,
-                parts,
-                payload,
-                peer,
-                route,
-                request_id,
-                &mut final_shard,
+                proxy, parts, payload, peer, route, request_id,
             ));
-            let r = forwarding.await;
-            *shard = Some(final_shard);
-            r
+            let (used, answer) = forwarding.await;
+            *shard = Some(used);
+            answer
         }
     }
+}
+
+/// No shard serves the realm: logged when its route names a shard the config file lacks.
+fn no_shard(snapshot: &crate::routing::Snapshot, realm: &str) -> ProxyError {
+    if let Some(d) = snapshot
+        .route(realm)
+        .filter(|d| !snapshot.reachable(d.shard))
+    {
+        tracing::error!(
+            realm,
+            shard = snapshot.shard(d.shard).name,
+            "the realm routes to a shard the config file does not have"
+        );
+    }
+    ProxyError::NoShard
 }
 
 /// Reads a request body whole (a `DELETE`'s small form), within the body limit and the

@@ -23,7 +23,8 @@ use crate::queues::QueueMap;
 use crate::routing::MovePolicy;
 use crate::routing::{ShardId, Snapshot};
 
-pub use handler::{handle, ClientBody};
+pub use body::ClientBody;
+pub use handler::handle;
 pub use server::{bind, serve, ServerLimits};
 pub use upstream::{classify, client, UpstreamClient};
 
@@ -46,27 +47,27 @@ pub struct Limits {
 /// Everything a request needs, shared by every connection of a worker.
 pub struct Proxy {
     /// The routing snapshot, swapped atomically when routing changes.
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
     /// Shard names and URI authorities by id, fixed for the life of the process.
     shards: Vec<(String, http::uri::Authority)>,
     /// One upstream client (connection pool) per serving thread, so a thread's shard
     /// connections live on its own event loop; see [`Proxy::client`].
     clients: Vec<UpstreamClient>,
-    pub metrics: Arc<Metrics>,
-    pub timeouts: Timeouts,
-    pub limits: Limits,
-    pub parking: ParkingConfig,
+    metrics: Arc<Metrics>,
+    timeouts: Timeouts,
+    limits: Limits,
+    parking: ParkingConfig,
     /// Health and parked GETs, by shard id.
     parks: Vec<Arc<ShardPark>>,
     /// Which shard each known queue lives on.
-    pub queues: Arc<QueueMap>,
+    queues: Arc<QueueMap>,
     /// Move policy for realms whose assignment sets none.
-    pub default_move_policy: MovePolicy,
+    default_move_policy: MovePolicy,
     /// How long a reload answer is held (`queues.reload_delay_secs`).
-    pub reload_delay: std::time::Duration,
+    reload_delay: std::time::Duration,
     /// Set while this process drains: every answer says `Connection: close`, so clients move
     /// to the next generation without a reset.
-    pub draining: std::sync::atomic::AtomicBool,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -154,6 +155,16 @@ impl Proxy {
     /// The calling serving thread's upstream client (the first one's elsewhere).
     pub fn client(&self) -> &UpstreamClient {
         &self.clients[SERVING_THREAD.with(Cell::get) % self.clients.len()]
+    }
+
+    /// The routing snapshot, swapped atomically when routing changes.
+    pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.snapshot
+    }
+
+    /// Which shard each known queue lives on.
+    pub fn queues(&self) -> &Arc<QueueMap> {
+        &self.queues
     }
 
     /// A shard's health and parking lot.
