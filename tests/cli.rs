@@ -220,3 +220,26 @@ shard = "s1"
     assert_eq!(code, 2);
     assert!(err.contains("invalid Host"), "{err}");
 }
+
+/// Durations on the command line are checked before anything else happens: one too long to
+/// represent is refused (exit 2), not a panic.
+#[test]
+fn durations_too_long_are_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "k.toml",
+        "[[shards]]\nname = \"s1\"\naddress = \"127.0.0.1:9800\"\n",
+    );
+    for args in [
+        ["drain", "s1", "--every", "1e300h"],
+        ["assign", "r.example.com", "s1", "--drain-for=1e300h"],
+    ] {
+        let (code, _, err) = run(&[&args[..], &["--config", &f]].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("\"1e300h\" is not a duration"),
+            "{args:?}: {err}"
+        );
+    }
+}

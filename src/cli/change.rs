@@ -208,7 +208,7 @@ pub(super) async fn drain(
             "--step {step} must be a number > 0"
         )));
     }
-    let every = crate::load::args::duration(every).map_err(CmdError::Usage)?;
+    let every = crate::config::duration(every).map_err(|e| CmdError::Usage(e.to_string()))?;
     if every.is_zero() {
         return Err(CmdError::Usage("--every must be longer than 0".into()));
     }

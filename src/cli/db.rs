@@ -250,7 +250,7 @@ pub(super) fn window(config: &Config, args: &ChangeArgs) -> Result<Duration, Cmd
                 "--drain-for goes with --move drain, not reload".into(),
             ));
         }
-        let d = crate::load::args::duration(text)
+        let d = crate::config::duration(text)
             .map_err(|e| CmdError::Usage(format!("--drain-for: {e}")))?;
         if d > Duration::from_secs(7 * 86_400) {
             return Err(CmdError::Usage("--drain-for is at most 7 days".into()));

@@ -3,6 +3,7 @@
 //! its key path, so `kansas check-config` can print them all.
 
 mod raw;
+mod units;
 mod validate;
 
 use std::fmt;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::routing::Snapshot;
 
+pub use units::{duration, BadDuration};
 pub use validate::validate;
 
 /// Default client-facing listener.
