@@ -222,7 +222,7 @@ shard = "s1"
 }
 
 /// Durations on the command line are checked before anything else happens: one too long to
-/// represent is refused (exit 2), not a panic.
+/// represent is refused (exit 2), not a panic, and the message names the flag.
 #[test]
 fn durations_too_long_are_refused_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,15 +231,16 @@ fn durations_too_long_are_refused_not_a_panic() {
         "k.toml",
         "[[shards]]\nname = \"s1\"\naddress = \"127.0.0.1:9800\"\n",
     );
-    for args in [
-        ["drain", "s1", "--every", "1e300h"],
-        ["assign", "r.example.com", "s1", "--drain-for=1e300h"],
+    for (args, flag) in [
+        (["drain", "s1", "--every", "1e300h"], "--every"),
+        (
+            ["assign", "r.example.com", "s1", "--drain-for=1e300h"],
+            "--drain-for",
+        ),
     ] {
         let (code, _, err) = run(&[&args[..], &["--config", &f]].concat());
         assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(
-            err.contains("\"1e300h\" is not a duration"),
-            "{args:?}: {err}"
-        );
+        let want = format!("kansas: {flag}: \"1e300h\" is not a duration");
+        assert!(err.contains(&want), "{args:?}: {err}");
     }
 }
