@@ -244,3 +244,27 @@ fn durations_too_long_are_refused_not_a_panic() {
         assert!(err.contains(&want), "{args:?}: {err}");
     }
 }
+
+/// Configuration problems are printed one way by every command: the file, the count, then each
+/// problem indented on a line of its own; exit 2.
+#[test]
+fn every_command_prints_config_problems_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "bad.toml", "colour = 1\n[[shards]]\nname = \"a\"\n");
+    let want = format!(
+        "kansas: invalid configuration {f}: 2 problem(s)\n  colour: unknown key\n  \
+         shards[0].address: required\n"
+    );
+    for args in [
+        vec!["check-config", &f],
+        vec!["route", "r.example.com", "--config", &f],
+        vec!["weight", "a", "1", "--config", &f],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (2, "", want.as_str()),
+            "{args:?}"
+        );
+    }
+}

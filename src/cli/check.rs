@@ -22,11 +22,7 @@ pub(super) fn run(file: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let problems = e.problems();
-            eprintln!("{}: {} problem(s)", file.display(), problems.len());
-            for p in problems {
-                eprintln!("  {p}");
-            }
+            eprintln!("kansas: {}", crate::config::report(file, &e));
             ExitCode::from(2)
         }
     }

@@ -14,7 +14,7 @@ pub enum CmdError {
     #[error("{0}")]
     Usage(String),
     /// The config file is unreadable or invalid: exit 2.
-    #[error("invalid configuration {}:\n{}", path.display(), indented(source))]
+    #[error("{}", crate::config::report(path, source))]
     Config { path: PathBuf, source: ConfigError },
     /// A flag's duration does not parse: exit 2.
     #[error("{flag}: {source}")]
@@ -45,12 +45,6 @@ pub enum CmdError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Every problem on a line of its own, indented.
-fn indented(e: &ConfigError) -> String {
-    let lines: Vec<String> = e.problems().iter().map(|p| format!("  {p}")).collect();
-    lines.join("\n")
 }
 
 impl CmdError {

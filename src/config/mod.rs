@@ -207,6 +207,24 @@ impl ConfigError {
     }
 }
 
+/// The one way configuration problems are shown to an operator, by `kansas run`, its workers,
+/// `kansas check-config` and every other command: a header naming the file and how many
+/// problems it has, then each problem (with its key path) on an indented line of its own.
+/// Callers put their program name in front (`kansas: `, `kansas worker: `).
+pub fn report(path: &Path, error: &ConfigError) -> String {
+    let problems = error.problems();
+    let mut out = format!(
+        "invalid configuration {}: {} problem(s)",
+        path.display(),
+        problems.len()
+    );
+    for p in &problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
 /// Rewrites serde_ignored's path (`proxy.?.x`, `shards.0.x`) as a key path (`proxy.x`,
 /// `shards[0].x`).
 fn key_path(raw: &str) -> String {
@@ -280,5 +298,23 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             problems.append(&mut more);
             Err(ConfigError::Invalid { problems })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_the_file_counts_and_indents_every_problem() {
+        let e = parse("colour = 1\n[[shards]]\nname = \"a\"\n").unwrap_err();
+        assert_eq!(
+            report(Path::new("/etc/k.toml"), &e),
+            "invalid configuration /etc/k.toml: 2 problem(s)\n  colour: unknown key\n  \
+             shards[0].address: required"
+        );
+        let missing = load(Path::new("/nonexistent/k.toml")).unwrap_err();
+        assert!(report(Path::new("/nonexistent/k.toml"), &missing)
+            .starts_with("invalid configuration /nonexistent/k.toml: 1 problem(s)\n  cannot read"));
     }
 }
