@@ -2,7 +2,11 @@
 //! [`Config`] the daemon runs with (`validate`). Loading reports every problem at once, each with
 //! its key path, so `kansas check-config` can print them all.
 
+mod checks;
+pub mod defaults;
 mod raw;
+mod sections;
+mod shards;
 mod units;
 mod validate;
 
@@ -15,11 +19,6 @@ use crate::routing::Snapshot;
 
 pub use units::{duration, BadDuration};
 pub use validate::validate;
-
-/// Default client-facing listener.
-pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:9799";
-/// Default metrics/health listener (loopback only).
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9798";
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -136,16 +135,36 @@ pub enum TimeoutAnswer {
     ServiceUnavailable,
 }
 
+impl TimeoutAnswer {
+    /// `empty` or `503`, as in the config file.
+    pub fn parse(s: &str) -> Option<TimeoutAnswer> {
+        match s {
+            "empty" => Some(TimeoutAnswer::EmptyEvents),
+            "503" => Some(TimeoutAnswer::ServiceUnavailable),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutAnswer::EmptyEvents => "empty",
+            TimeoutAnswer::ServiceUnavailable => "503",
+        }
+    }
+}
+
+/// The `[parking]` defaults ([`defaults::parking`]), as a file without the section gets.
 impl Default for ParkingConfig {
     fn default() -> Self {
+        use defaults::parking as d;
         ParkingConfig {
-            enabled: true,
-            timeout: Duration::from_secs(50),
-            timeout_answer: TimeoutAnswer::EmptyEvents,
-            max_per_shard: 10_000,
-            release_rate: 200.0,
-            release_burst: 50,
-            probe_interval: Duration::from_millis(250),
+            enabled: d::ENABLED,
+            timeout: d::TIMEOUT.default_duration(),
+            timeout_answer: d::TIMEOUT_ANSWER,
+            max_per_shard: d::MAX_PER_SHARD.default as usize,
+            release_rate: d::RELEASE_RATE.default,
+            release_burst: d::RELEASE_BURST.default as u32,
+            probe_interval: d::PROBE_INTERVAL.default_duration(),
         }
     }
 }
@@ -304,6 +323,15 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parking_defaults_are_what_a_file_without_the_section_gets() {
+        let c = parse("[[shards]]\nname = \"a\"\naddress = \"127.0.0.1:9800\"\n").unwrap();
+        assert_eq!(
+            format!("{:?}", c.parking),
+            format!("{:?}", ParkingConfig::default())
+        );
+    }
 
     #[test]
     fn a_report_names_the_file_counts_and_indents_every_problem() {
