@@ -7,7 +7,7 @@
 //! realm, and when it was last used. A realm has moved for a queue when its current route is no
 //! longer that home. Entries unused for the idle timeout (Tornado's 600 s) are forgotten; past
 //! the bound, the longest-idle go first. The map is split in stripes so lookups rarely contend.
-//! Saving the map for the next generation and restoring it there is [`saved`].
+//! Saving the map for the next generation and restoring it there is `saved`.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

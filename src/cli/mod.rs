@@ -2,12 +2,12 @@
 //! migrations and the operator commands. Exit codes: 0 success, 1 a failure while running (the
 //! database unreachable, ...), 2 bad input or configuration (nothing was written).
 //!
-//! One file per command group, each with its arguments and its code: [`check`] (`check-config`),
-//! [`route`], [`residency`], [`db`], [`assign`] (`assign`, `unassign`, `assignments`), [`rules`]
-//! (`rule`, `rules`), [`shards`] (`weight`, `shards`), [`drain`], [`zulip`] (`import-zulip`,
-//! `export-zulip`, with the merging of Zulip's files in [`merge`]). Shared by them: [`change`]
-//! (the flags every routing change takes, and its commit), [`input`] (arguments checked against
-//! the config file), [`conn`] (the database), [`clock`] and [`error`].
+//! One file per command group, each with its arguments and its code: `check` (`check-config`),
+//! `route`, `residency`, `db`, `assign` (`assign`, `unassign`, `assignments`), `rules`
+//! (`rule`, `rules`), `shards` (`weight`, `shards`), `drain`, `zulip` (`import-zulip`,
+//! `export-zulip`, with the merging of Zulip's files in `merge`). Shared by them: `change`
+//! (the flags every routing change takes, and its commit), `input` (arguments checked against
+//! the config file), `conn` (the database), `clock` and `error`.
 
 mod assign;
 mod change;
