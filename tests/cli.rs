@@ -220,3 +220,51 @@ shard = "s1"
     assert_eq!(code, 2);
     assert!(err.contains("invalid Host"), "{err}");
 }
+
+/// Durations on the command line are checked before anything else happens: one too long to
+/// represent is refused (exit 2), not a panic, and the message names the flag.
+#[test]
+fn durations_too_long_are_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "k.toml",
+        "[[shards]]\nname = \"s1\"\naddress = \"127.0.0.1:9800\"\n",
+    );
+    for (args, flag) in [
+        (["drain", "s1", "--every", "1e300h"], "--every"),
+        (
+            ["assign", "r.example.com", "s1", "--drain-for=1e300h"],
+            "--drain-for",
+        ),
+    ] {
+        let (code, _, err) = run(&[&args[..], &["--config", &f]].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let want = format!("kansas: {flag}: \"1e300h\" is not a duration");
+        assert!(err.contains(&want), "{args:?}: {err}");
+    }
+}
+
+/// Configuration problems are printed one way by every command: the file, the count, then each
+/// problem indented on a line of its own; exit 2.
+#[test]
+fn every_command_prints_config_problems_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "bad.toml", "colour = 1\n[[shards]]\nname = \"a\"\n");
+    let want = format!(
+        "kansas: invalid configuration {f}: 2 problem(s)\n  colour: unknown key\n  \
+         shards[0].address: required\n"
+    );
+    for args in [
+        vec!["check-config", &f],
+        vec!["route", "r.example.com", "--config", &f],
+        vec!["weight", "a", "1", "--config", &f],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (2, "", want.as_str()),
+            "{args:?}"
+        );
+    }
+}

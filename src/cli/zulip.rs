@@ -1,21 +1,45 @@
 //! `kansas import-zulip` and `kansas export-zulip`: Zulip's own sharding files into the
 //! database (one routing change, with its drain window), and back out for operators who stay
-//! on `sharding.json`.
+//! on `sharding.json`. Reading and merging the imported files is [`super::merge`].
 
 use std::path::PathBuf;
 
-use super::db::{client, current_routing, read, registered, who, window};
-use super::{ChangeArgs, CmdError};
+use super::change::{commit, report_window, ChangeArgs};
+use super::conn::{client, current_routing};
+use super::input::{read, registered};
+use super::CmdError;
 use crate::config::Config;
 use crate::store::admin::{self, Change};
-use crate::store::zulip;
+use crate::store::zulip::{self, Plan};
 
-/// The files to import and how to read them.
-pub(super) struct Files {
-    pub sharding_json: Option<PathBuf>,
-    pub zulip_conf: Option<PathBuf>,
-    pub external_host: Option<String>,
-    pub default_port: Option<u16>,
+#[derive(clap::Args)]
+pub(super) struct ImportArgs {
+    #[arg(long)]
+    sharding_json: Option<PathBuf>,
+    #[arg(long)]
+    zulip_conf: Option<PathBuf>,
+    /// EXTERNAL_HOST, for bare realm names in zulip.conf.
+    #[arg(long)]
+    external_host: Option<String>,
+    /// Zulip's first Tornado port (settings.TORNADO_PORTS[0]), where Zulip sends every realm
+    /// it does not list. Default: 9800 if a shard has it, else the lowest shard port.
+    #[arg(long)]
+    default_port: Option<u16>,
+    /// Print the plan, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(clap::Args)]
+pub(super) struct ExportArgs {
+    /// File with one realm host per line (realms placed by hashing must be listed).
+    #[arg(long)]
+    realms: Option<PathBuf>,
+    /// Where to write (default: standard output).
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 /// Zulip's first Tornado port: 9800 if a shard has it, else the lowest shard port.
@@ -28,37 +52,31 @@ fn default_port(config: &Config) -> u16 {
     }
 }
 
-pub(super) async fn import(
-    config: &Config,
-    files: Files,
-    dry_run: bool,
-    args: &ChangeArgs,
-) -> Result<(), CmdError> {
-    if files.sharding_json.is_none() && files.zulip_conf.is_none() {
+pub(super) async fn import(config: &Config, args: ImportArgs) -> Result<(), CmdError> {
+    if args.sharding_json.is_none() && args.zulip_conf.is_none() {
         return Err(CmdError::Usage(
             "give --sharding-json FILE and/or --zulip-conf FILE".into(),
         ));
     }
-    let window = window(config, args)?;
-    let mut sharding = zulip::Sharding::default();
-    if let Some(path) = &files.sharding_json {
-        let s = zulip::parse_sharding_json(&read(path)?)
-            .map_err(|e| CmdError::Usage(format!("{}: {e}", path.display())))?;
-        sharding
-            .merge(s)
-            .map_err(|e| CmdError::Usage(format!("{}: {e}", path.display())))?;
-    }
-    if let Some(path) = &files.zulip_conf {
-        let s = zulip::parse_zulip_conf(&read(path)?, files.external_host.as_deref())
-            .map_err(|e| CmdError::Usage(format!("{}: {e}", path.display())))?;
-        sharding
-            .merge(s)
-            .map_err(|e| CmdError::Usage(format!("{}: {e}", path.display())))?;
-    }
-    let port = files.default_port.unwrap_or_else(|| default_port(config));
+    let window = args.change.window(config)?;
+    let sharding = super::merge::merged(
+        args.sharding_json.as_deref(),
+        args.zulip_conf.as_deref(),
+        args.external_host.as_deref(),
+    )?;
+    let port = args.default_port.unwrap_or_else(|| default_port(config));
     let plan = zulip::plan(&config.routing, &sharding, Some(port)).map_err(|problems| {
         CmdError::Usage(format!("nothing imported:\n  {}", problems.join("\n  ")))
     })?;
+    print_plan(&plan, port);
+    if args.dry_run {
+        println!("dry run: nothing written");
+        return Ok(());
+    }
+    write(config, &plan, &args.change, window).await
+}
+
+fn print_plan(plan: &Plan, port: u16) {
     for (realm, shards, note) in &plan.assignments {
         println!("assign {realm} -> {}  ({note})", shards.join(","));
     }
@@ -75,10 +93,15 @@ pub(super) async fn import(
         );
     }
     println!("(existing rules are replaced by these)");
-    if dry_run {
-        println!("dry run: nothing written");
-        return Ok(());
-    }
+}
+
+/// The plan as one routing change.
+async fn write(
+    config: &Config,
+    plan: &Plan,
+    args: &ChangeArgs,
+    window: std::time::Duration,
+) -> Result<(), CmdError> {
     let mut client = client(config).await?;
     let c = Change::begin(&mut client).await?;
     for (_, shards, _) in &plan.assignments {
@@ -87,41 +110,24 @@ pub(super) async fn import(
     for (_, shards) in &plan.rules {
         registered(&c, shards)?;
     }
-    admin::import(
-        c.tx(),
-        &plan.assignments,
-        &plan.rules,
-        &who(args.by.clone()),
-    )
-    .await?;
+    admin::import(c.tx(), &plan.assignments, &plan.rules, &args.who()).await?;
     let what = format!(
         "import-zulip: {} assignment(s), {} rule(s)",
         plan.assignments.len(),
         plan.rules.len()
     );
-    let committed = c
-        .commit(
-            &what,
-            &who(args.by.clone()),
-            window,
-            config.queues.max_drain_windows,
-        )
-        .await?;
+    let committed = commit(config, c, &what, args, window).await?;
     println!(
         "imported {} assignment(s) and {} rule(s)",
         plan.assignments.len(),
         plan.rules.len()
     );
-    super::change::report_window(&committed);
+    report_window(&committed);
     Ok(())
 }
 
-pub(super) async fn export(
-    config: &Config,
-    realms: Option<PathBuf>,
-    output: Option<PathBuf>,
-) -> Result<(), CmdError> {
-    let list: Vec<String> = match &realms {
+pub(super) async fn export(config: &Config, args: ExportArgs) -> Result<(), CmdError> {
+    let list: Vec<String> = match &args.realms {
         None => Vec::new(),
         Some(path) => read(path)?
             .lines()
@@ -137,10 +143,11 @@ pub(super) async fn export(
         "kansas: note: Zulip sends every realm sharding.json does not list to its first Tornado \
          port; realms kansas places by hashing are listed only if given in --realms"
     );
-    match output {
+    match args.output {
         Some(path) => {
-            std::fs::write(&path, text)
-                .map_err(|e| CmdError::Failed(format!("cannot write {}: {e}", path.display())))?;
+            if let Err(source) = std::fs::write(&path, text) {
+                return Err(CmdError::Write { path, source });
+            }
             println!("wrote {}", path.display());
         }
         None => print!("{text}"),

@@ -2,7 +2,12 @@
 //! [`Config`] the daemon runs with (`validate`). Loading reports every problem at once, each with
 //! its key path, so `kansas check-config` can print them all.
 
+mod checks;
+pub mod defaults;
 mod raw;
+mod sections;
+mod shards;
+mod units;
 mod validate;
 
 use std::fmt;
@@ -12,12 +17,8 @@ use std::time::Duration;
 
 use crate::routing::Snapshot;
 
+pub use units::{duration, BadDuration};
 pub use validate::validate;
-
-/// Default client-facing listener.
-pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:9799";
-/// Default metrics/health listener (loopback only).
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9798";
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -134,16 +135,36 @@ pub enum TimeoutAnswer {
     ServiceUnavailable,
 }
 
+impl TimeoutAnswer {
+    /// `empty` or `503`, as in the config file.
+    pub fn parse(s: &str) -> Option<TimeoutAnswer> {
+        match s {
+            "empty" => Some(TimeoutAnswer::EmptyEvents),
+            "503" => Some(TimeoutAnswer::ServiceUnavailable),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutAnswer::EmptyEvents => "empty",
+            TimeoutAnswer::ServiceUnavailable => "503",
+        }
+    }
+}
+
+/// The `[parking]` defaults ([`defaults::parking`]), as a file without the section gets.
 impl Default for ParkingConfig {
     fn default() -> Self {
+        use defaults::parking as d;
         ParkingConfig {
-            enabled: true,
-            timeout: Duration::from_secs(50),
-            timeout_answer: TimeoutAnswer::EmptyEvents,
-            max_per_shard: 10_000,
-            release_rate: 200.0,
-            release_burst: 50,
-            probe_interval: Duration::from_millis(250),
+            enabled: d::ENABLED,
+            timeout: d::TIMEOUT.default_duration(),
+            timeout_answer: d::TIMEOUT_ANSWER,
+            max_per_shard: d::MAX_PER_SHARD.default as usize,
+            release_rate: d::RELEASE_RATE.default,
+            release_burst: d::RELEASE_BURST.default as u32,
+            probe_interval: d::PROBE_INTERVAL.default_duration(),
         }
     }
 }
@@ -203,6 +224,24 @@ impl ConfigError {
             ConfigError::Invalid { problems } => problems.clone(),
         }
     }
+}
+
+/// The one way configuration problems are shown to an operator, by `kansas run`, its workers,
+/// `kansas check-config` and every other command: a header naming the file and how many
+/// problems it has, then each problem (with its key path) on an indented line of its own.
+/// Callers put their program name in front (`kansas: `, `kansas worker: `).
+pub fn report(path: &Path, error: &ConfigError) -> String {
+    let problems = error.problems();
+    let mut out = format!(
+        "invalid configuration {}: {} problem(s)",
+        path.display(),
+        problems.len()
+    );
+    for p in &problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string());
+    }
+    out
 }
 
 /// Rewrites serde_ignored's path (`proxy.?.x`, `shards.0.x`) as a key path (`proxy.x`,
@@ -278,5 +317,32 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             problems.append(&mut more);
             Err(ConfigError::Invalid { problems })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parking_defaults_are_what_a_file_without_the_section_gets() {
+        let c = parse("[[shards]]\nname = \"a\"\naddress = \"127.0.0.1:9800\"\n").unwrap();
+        assert_eq!(
+            format!("{:?}", c.parking),
+            format!("{:?}", ParkingConfig::default())
+        );
+    }
+
+    #[test]
+    fn a_report_names_the_file_counts_and_indents_every_problem() {
+        let e = parse("colour = 1\n[[shards]]\nname = \"a\"\n").unwrap_err();
+        assert_eq!(
+            report(Path::new("/etc/k.toml"), &e),
+            "invalid configuration /etc/k.toml: 2 problem(s)\n  colour: unknown key\n  \
+             shards[0].address: required"
+        );
+        let missing = load(Path::new("/nonexistent/k.toml")).unwrap_err();
+        assert!(report(Path::new("/nonexistent/k.toml"), &missing)
+            .starts_with("invalid configuration /nonexistent/k.toml: 1 problem(s)\n  cannot read"));
     }
 }

@@ -5,24 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// `60s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+/// `60s`, `2m`, `1h`, `500ms`, or a bare number of seconds: the daemon's parser
+/// ([`crate::config::duration`]), with its message as the error.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    match num.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v * mult)),
-        _ => Err(format!("{s:?} is not a duration (try 60s, 2m, 500ms)")),
-    }
+    crate::config::duration(s).map_err(|e| e.to_string())
 }
 
 /// Events per second from `500/s`, `30000/m` or a bare number.
