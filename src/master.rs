@@ -5,7 +5,9 @@
 //! SIGUSR1 upgrades: spawn the binary on disk now, wait until it is ready, ask the active worker
 //! for its state, hand the state over, and once the new worker is active tell the old one to
 //! drain. If the new worker exits, refuses the state or is not active within
-//! `master.upgrade_timeout_secs`, it is killed and the old one keeps serving. A worker that dies
+//! `master.upgrade_timeout_secs`, it is killed and the old one keeps serving (it keeps accepting
+//! whatever fails: a state it cannot send is reported with `DumpFailed`, and the upgrade rolled
+//! back at once; an unreadable frame from a worker is logged and skipped). A worker that dies
 //! outside an upgrade is restarted at once. SIGTERM/SIGINT: every worker drains, then the master
 //! exits 0; a second signal stops everything at once.
 
@@ -28,6 +30,8 @@ use crate::handoff::{fd, read_frame, write_frame, MasterStats, ToMaster, ToWorke
 /// What the master hears about its workers.
 enum Event {
     Message(u64, ToMaster),
+    /// A frame from the worker that could not be read (skipped; the stream is still in step).
+    Unreadable(u64, String),
     Exited(u64, std::process::ExitStatus),
 }
 
@@ -235,8 +239,17 @@ impl Master {
         let (mut reader, tx) = tokio::net::UnixStream::from_std(ours)?.into_split();
         let events = self.events.clone();
         tokio::spawn(async move {
-            while let Ok(Some(msg)) = read_frame::<_, ToMaster>(&mut reader).await {
-                if events.send(Event::Message(generation, msg)).is_err() {
+            loop {
+                let event = match read_frame::<_, ToMaster>(&mut reader).await {
+                    Ok(Some(msg)) => Event::Message(generation, msg),
+                    Ok(None) => return,
+                    Err(e) if e.in_step() => Event::Unreadable(generation, e.to_string()),
+                    Err(e) => {
+                        tracing::warn!(generation, error = %e, "control socket of the worker failed");
+                        return;
+                    }
+                };
+                if events.send(event).is_err() {
                     return;
                 }
             }
@@ -290,11 +303,15 @@ impl Master {
         if let Some(p) = self.pending.take() {
             p.worker.kill();
             if p.upgrade {
+                let serving = self.active.as_ref().map(|w| w.generation);
                 tracing::error!(
                     step,
                     why,
                     generation = p.worker.generation,
-                    "upgrade rolled back: the old worker keeps serving"
+                    serving,
+                    "upgrade rolled back: generation {} failed at {step} ({why}) and was stopped; generation {} serves on",
+                    p.worker.generation,
+                    serving.map_or("none".to_string(), |g| g.to_string()),
                 );
             } else {
                 tracing::error!(
@@ -352,10 +369,26 @@ impl Master {
         }
     }
 
+    /// Whether an upgrade waits for the state of worker `generation` (the active one).
+    fn awaiting_dump_from(&self, generation: u64) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|w| w.generation == generation)
+            && self.pending.as_ref().is_some_and(|p| p.step == Step::Dump)
+    }
+
     /// One event; `Some(code)` when the master must exit.
     async fn handle(&mut self, event: Event) -> Option<ExitCode> {
         match event {
             Event::Message(generation, msg) => self.message(generation, msg).await,
+            Event::Unreadable(generation, why) => {
+                tracing::error!(generation, why, "unreadable message from a worker: skipped");
+                if self.awaiting_dump_from(generation) {
+                    self.rollback("dump", &format!("unreadable state: {why}"))
+                        .await;
+                }
+                None
+            }
             Event::Exited(generation, status) => self.exited(generation, status).await,
         }
     }
@@ -424,6 +457,13 @@ impl Master {
                 self.booted = true;
                 notify(&[sd_notify::NotifyState::Ready]);
                 self.push_stats().await;
+            }
+            ToMaster::DumpFailed { why } if self.awaiting_dump_from(generation) => {
+                self.rollback(
+                    "dump",
+                    &format!("the active worker could not send its state: {why}"),
+                )
+                .await;
             }
             ToMaster::Refused { why } if pending_gen == Some(generation) => {
                 let step = self.pending.as_ref().map_or("start", |p| p.step.name());
