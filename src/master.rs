@@ -2,16 +2,18 @@
 //! keeps them for its whole life, never accepting on them; it runs one worker at a time (plus
 //! previous generations while they drain), handing each the listeners over a `socketpair`.
 //!
-//! SIGUSR1 upgrades: spawn the binary on disk now, wait until it is ready, ask the active worker
-//! for its state, hand the state over, and once the new worker is active tell the old one to
-//! drain. If the new worker exits, refuses the state or is not active within
+//! SIGUSR1 (or SIGHUP) upgrades: spawn the binary on disk now, wait until it is ready, ask the
+//! active worker for its state, hand the state over, and once the new worker is active tell the
+//! old one to drain. If the new worker exits, refuses the state or is not active within
 //! `master.upgrade_timeout_secs`, it is killed and the old one keeps serving (it keeps accepting
 //! whatever fails: a state it cannot send is reported with `DumpFailed`, and the upgrade rolled
 //! back at once; an unreadable frame from a worker is logged and skipped). A worker that dies
-//! outside an upgrade is restarted at once. SIGTERM/SIGINT: every worker drains, then the master
-//! exits 0; a second signal stops everything at once.
+//! outside an upgrade is restarted at once. SIGTERM/SIGINT/SIGQUIT: every worker drains, then the
+//! master exits 0; a second one stops everything at once. Every other signal has its meaning in
+//! the table in `signals` (most: logged and ignored).
 
 mod child;
+mod signals;
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -19,11 +21,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use self::child::{retry_delay, ChildPid};
+use self::signals::{Meaning, SignalName};
 use crate::config::Config;
 use crate::handoff::{fd, read_frame, write_frame, MasterStats, ToMaster, ToWorker};
 
@@ -33,6 +35,8 @@ enum Event {
     /// A frame from the worker that could not be read (skipped; the stream is still in step).
     Unreadable(u64, String),
     Exited(u64, std::process::ExitStatus),
+    /// A signal, and how many of it arrived since the last one passed on.
+    Signal(i32, u64),
 }
 
 /// A running worker.
@@ -177,23 +181,19 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         retry_at: None,
         failed_starts: 0,
     };
+    signals::listen(m.events.clone(), Event::Signal)?;
     m.spawn(false)?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    // Operators used to nginx send SIGHUP to reload: it upgrades too (its default would kill
-    // the master and leave its workers draining).
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         let deadline = m.pending.as_ref().map(|p| p.deadline);
         tokio::select! {
             _ = sleep_until(m.retry_at) => m.start_again(),
-            _ = usr1.recv() => m.upgrade("SIGUSR1").await,
-            _ = hup.recv() => m.upgrade("SIGHUP").await,
-            _ = term.recv() => return Ok(m.stop("SIGTERM", &mut rx, &mut term, &mut int).await),
-            _ = int.recv() => return Ok(m.stop("SIGINT", &mut rx, &mut term, &mut int).await),
             _ = sleep_until(deadline) => m.timed_out().await,
             Some(event) = rx.recv() => {
+                if let Event::Signal(signo, _) = event {
+                    if signals::meaning(signo) == Meaning::Stop {
+                        return Ok(m.stop(SignalName(signo), &mut rx).await);
+                    }
+                }
                 if let Some(code) = m.handle(event).await {
                     return Ok(code);
                 }
@@ -276,11 +276,10 @@ impl Master {
         Ok(())
     }
 
-    /// SIGUSR1.
     /// An upgrade asked for by `signal` (SIGUSR1 or SIGHUP).
-    async fn upgrade(&mut self, signal: &str) {
+    async fn upgrade(&mut self, signal: SignalName) {
         if self.pending.is_some() || self.active.is_none() {
-            tracing::warn!("{signal} refused: an upgrade or start is already under way");
+            tracing::warn!(signal = %signal, "{signal} refused: an upgrade or start is already under way");
             return;
         }
         tracing::info!(
@@ -390,6 +389,15 @@ impl Master {
                 None
             }
             Event::Exited(generation, status) => self.exited(generation, status).await,
+            Event::Signal(signo, arrived) => {
+                match signals::meaning(signo) {
+                    Meaning::Upgrade => self.upgrade(SignalName(signo)).await,
+                    Meaning::Stop | Meaning::Ignore => {
+                        ignored(signo, arrived, "it has no meaning for kansas")
+                    }
+                }
+                None
+            }
         }
     }
 
@@ -518,15 +526,13 @@ impl Master {
         None
     }
 
-    /// SIGTERM/SIGINT: every worker drains; a second signal stops at once.
+    /// SIGTERM/SIGINT/SIGQUIT: every worker drains; a second one stops at once.
     async fn stop(
         &mut self,
-        signal_name: &str,
+        signal: SignalName,
         rx: &mut mpsc::UnboundedReceiver<Event>,
-        term: &mut tokio::signal::unix::Signal,
-        int: &mut tokio::signal::unix::Signal,
     ) -> ExitCode {
-        tracing::info!(signal = signal_name, "stopping: every worker drains");
+        tracing::info!(signal = %signal, "stopping: every worker drains");
         notify(&[sd_notify::NotifyState::Stopping]);
         if let Some(p) = self.pending.take() {
             p.worker.kill();
@@ -543,19 +549,26 @@ impl Master {
             .map(|w| w.pid)
             .collect();
         while !alive.is_empty() {
-            tokio::select! {
-                Some(event) = rx.recv() => {
-                    if let Event::Exited(generation, _) = event {
-                        alive.retain(|g| *g != generation);
-                    }
+            match rx.recv().await {
+                Some(Event::Exited(generation, _)) => alive.retain(|g| *g != generation),
+                Some(Event::Signal(signo, _)) if signals::meaning(signo) == Meaning::Stop => {
+                    return stop_now(&pids)
                 }
-                _ = term.recv() => return stop_now(&pids),
-                _ = int.recv() => return stop_now(&pids),
+                Some(Event::Signal(signo, arrived)) => {
+                    ignored(signo, arrived, "kansas is stopping")
+                }
+                Some(_) => {}
+                None => break,
             }
         }
         tracing::info!("kansas stopped");
         ExitCode::SUCCESS
     }
+}
+
+/// Logs a signal that changes nothing.
+fn ignored(signo: i32, arrived: u64, why: &str) {
+    tracing::warn!(signal = %SignalName(signo), arrived, "{} ignored: {why}", SignalName(signo));
 }
 
 fn stop_now(pids: &[ChildPid]) -> ExitCode {

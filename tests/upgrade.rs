@@ -470,6 +470,99 @@ fn sighup_upgrades_like_sigusr1() {
     assert_eq!(register(&k), 200);
 }
 
+/// Issue 15, item 8: every signal the master can catch does what the table in
+/// `src/master/signals.rs` (and the README) says. Ignored ones: a log line naming the signal,
+/// the master alive and serving, no worker replaced. CHLD and PIPE keep their harmless defaults.
+/// HUP and USR1 upgrade; QUIT (like TERM and INT) drains every worker and exits 0.
+#[test]
+fn every_catchable_signal_has_its_defined_meaning() {
+    use nix::libc;
+    let fake = Fake::start(&[]);
+    let mut k = Kansas::start(&shard("s0", fake.addr));
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    let rt = |n: i32| (libc::SIGRTMIN() + n, format!("SIGRTMIN+{n}"));
+    let named = |s: i32| {
+        (
+            s,
+            nix::sys::signal::Signal::try_from(s).unwrap().to_string(),
+        )
+    };
+    let mut ignored: Vec<(i32, String)> = [
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGSTKFLT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGCONT,
+        libc::SIGWINCH,
+        libc::SIGURG,
+    ]
+    .into_iter()
+    .map(named)
+    .collect();
+    let last_rt = libc::SIGRTMAX() - 1 - libc::SIGRTMIN();
+    ignored.extend([rt(0), rt(5), rt(last_rt)]);
+    for (signo, name) in &ignored {
+        k.signal(*signo);
+        let want = format!("{name} ignored: it has no meaning for kansas");
+        let line = k
+            .wait_log(Duration::from_secs(5), |l| l["message"] == want.as_str())
+            .unwrap_or_else(|| panic!("no log line for {name}"));
+        assert_eq!(line["signal"], name.as_str());
+        assert_eq!(register(&k), 200, "serving after {name}");
+    }
+    for signo in [libc::SIGCHLD, libc::SIGPIPE] {
+        k.signal(signo);
+        assert_eq!(register(&k), 200);
+    }
+    assert!(
+        k.wait_exit(Duration::from_millis(200)).is_none(),
+        "the master lives"
+    );
+    let workers_started = |k: &Kansas| count_logs(k, |l| l["message"] == "worker started");
+    assert_eq!(workers_started(&k), 1, "no signal replaced the worker");
+
+    k.signal(libc::SIGHUP);
+    k.wait_log(Duration::from_secs(30), |l| {
+        l["message"] == "worker active" && l["upgrade"] == true
+    })
+    .expect("SIGHUP upgrades");
+    k.upgrade(2);
+    assert!(count_logs(&k, |l| l["message"] == "SIGUSR1: upgrading") == 1);
+
+    k.signal(libc::SIGQUIT);
+    let status = k.wait_exit(Duration::from_secs(30)).expect("SIGQUIT stops");
+    assert!(status.success(), "{status}");
+    let line = k
+        .wait_log(Duration::from_secs(1), |l| {
+            l["message"] == "stopping: every worker drains"
+        })
+        .unwrap();
+    assert_eq!(line["signal"], "SIGQUIT");
+    for signo in [libc::SIGTERM, libc::SIGINT] {
+        let mut k = Kansas::start(&shard("s0", fake.addr));
+        k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+            .unwrap();
+        k.signal(signo);
+        let status = k.wait_exit(Duration::from_secs(30)).expect("stops");
+        assert!(status.success(), "{status}");
+        let line = k
+            .wait_log(Duration::from_secs(1), |l| {
+                l["message"] == "stopping: every worker drains"
+            })
+            .unwrap();
+        assert_eq!(line["signal"], named(signo).1);
+    }
+}
+
 #[test]
 fn a_killed_worker_is_restarted_and_no_connection_is_refused() {
     let fake = Fake::start(&[]);
