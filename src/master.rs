@@ -2,101 +2,56 @@
 //! keeps them for its whole life, never accepting on them; it runs one worker at a time (plus
 //! previous generations while they drain), handing each the listeners over a `socketpair`.
 //!
-//! SIGUSR1 upgrades: spawn the binary on disk now, wait until it is ready, ask the active worker
-//! for its state, hand the state over, and once the new worker is active tell the old one to
-//! drain. If the new worker exits, refuses the state or is not active within
-//! `master.upgrade_timeout_secs`, it is killed and the old one keeps serving. A worker that dies
-//! outside an upgrade is restarted at once. SIGTERM/SIGINT: every worker drains, then the master
-//! exits 0; a second signal stops everything at once.
+//! SIGUSR1 (or SIGHUP) upgrades: spawn the binary on disk now, wait until it is ready, ask the
+//! active worker for its state, hand the state over, and once the new worker is active tell the
+//! old one to drain. If the new worker exits, refuses the state or is not active within
+//! `master.upgrade_timeout_secs`, it is killed and the old one keeps serving (it keeps accepting
+//! whatever fails: a state it cannot send is reported with `DumpFailed`, and the upgrade rolled
+//! back at once; an unreadable frame from a worker is logged and skipped). A worker that dies
+//! outside an upgrade is restarted at once. SIGTERM/SIGINT/SIGQUIT: every worker drains, then the
+//! master exits 0; a second one stops everything at once. Every other signal has its meaning in
+//! the table in `signals` (most: logged and ignored).
+
+//!
+//! The decisions are in `machine` (no I/O: events in, actions out); this file is the shell that
+//! binds, spawns, talks to the workers and carries the actions out.
 
 mod child;
-use std::collections::VecDeque;
+mod events;
+mod machine;
+mod signals;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use self::child::{retry_delay, ChildPid};
+use self::child::ChildPid;
+use self::machine::{Action, Event, Generation, Limits, Machine, Notice};
 use crate::config::Config;
-use crate::handoff::{fd, read_frame, write_frame, MasterStats, ToMaster, ToWorker};
+use crate::handoff::{fd, read_frame, write_frame, ToMaster};
 
-/// What the master hears about its workers.
-enum Event {
-    Message(u64, ToMaster),
-    Exited(u64, std::process::ExitStatus),
-}
-
-/// A running worker.
-struct Worker {
-    generation: u64,
+/// A running worker's process and the sending half of its control socket.
+struct WorkerIo {
     pid: ChildPid,
     tx: OwnedWriteHalf,
-    spawned: Instant,
 }
 
-impl Worker {
-    async fn send(&mut self, msg: &ToWorker) {
-        if let Err(e) = write_frame(&mut self.tx, msg).await {
-            tracing::warn!(generation = self.generation, error = %e, "cannot reach worker");
-        }
-    }
-
-    fn kill(&self) {
-        self.pid.kill();
-    }
-}
-
-/// Where an upgrade (or a fresh start) stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Waiting for the new worker's `Ready`.
-    Init,
-    /// Waiting for the active worker's state.
-    Dump,
-    /// Waiting for the new worker's `Active`.
-    Start,
-}
-
-impl Step {
-    fn name(self) -> &'static str {
-        match self {
-            Step::Init => "init",
-            Step::Dump => "dump",
-            Step::Start => "start",
-        }
-    }
-}
-
-struct Pending {
-    worker: Worker,
-    step: Step,
-    deadline: Instant,
-    /// An upgrade (false: a start with no previous worker).
-    upgrade: bool,
-}
-
-struct Master {
+/// What the shell holds: the listeners, the binary, the workers' handles.
+struct Shell {
     exe: PathBuf,
     config_path: PathBuf,
-    config: Config,
     proxy: StdListener,
     admin: StdListener,
     events: mpsc::UnboundedSender<Event>,
-    next_generation: u64,
-    active: Option<Worker>,
-    pending: Option<Pending>,
-    draining: VecDeque<Worker>,
-    stats: MasterStats,
-    booted: bool,
-    /// When to try again to start a worker, while none is active or starting.
-    retry_at: Option<Instant>,
-    /// Failed starts in a row (the retry backoff).
-    failed_starts: u32,
+    workers: HashMap<Generation, WorkerIo>,
 }
 
 /// Runs the master until it is stopped; returns the process exit code.
@@ -157,43 +112,45 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     );
     crate::limits::warn_if_short(fd_limit, config.proxy.max_connections);
     let (events, mut rx) = mpsc::unbounded_channel();
-    let mut m = Master {
+    signals::listen(events.clone(), Event::Signal)?;
+    let mut shell = Shell {
         exe,
         config_path,
-        config,
         proxy,
         admin,
         events,
-        next_generation: 1,
-        active: None,
-        pending: None,
-        draining: VecDeque::new(),
-        stats: MasterStats::default(),
-        booted: false,
-        retry_at: None,
-        failed_starts: 0,
+        workers: HashMap::new(),
     };
-    m.spawn(false)?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    // Operators used to nginx send SIGHUP to reload: it upgrades too (its default would kill
-    // the master and leave its workers draining).
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut machine = Machine::new(Limits {
+        upgrade_timeout: config.master.upgrade_timeout,
+        max_draining: config.master.max_draining,
+    });
+    // The first worker: if it cannot even be started, neither can kansas.
+    for action in machine.start(Instant::now()) {
+        if let Action::Spawn {
+            generation,
+            upgrade,
+        } = action
+        {
+            shell.spawn(generation, upgrade)?;
+        }
+    }
     loop {
-        let deadline = m.pending.as_ref().map(|p| p.deadline);
-        tokio::select! {
-            _ = sleep_until(m.retry_at) => m.start_again(),
-            _ = usr1.recv() => m.upgrade("SIGUSR1").await,
-            _ = hup.recv() => m.upgrade("SIGHUP").await,
-            _ = term.recv() => return Ok(m.stop("SIGTERM", &mut rx, &mut term, &mut int).await),
-            _ = int.recv() => return Ok(m.stop("SIGINT", &mut rx, &mut term, &mut int).await),
-            _ = sleep_until(deadline) => m.timed_out().await,
-            Some(event) = rx.recv() => {
-                if let Some(code) = m.handle(event).await {
-                    return Ok(code);
-                }
-            }
+        let event = tokio::select! {
+            _ = sleep_until(machine.deadline()) => Event::Tick,
+            Some(event) = rx.recv() => event,
+        };
+        let exited = match &event {
+            Event::Exited(generation, _) => Some(*generation),
+            _ => None,
+        };
+        let actions = machine.on(event, Instant::now());
+        if let Some(code) = shell.execute(&mut machine, actions).await {
+            return Ok(code);
+        }
+        if let Some(generation) = exited {
+            // Reaped: its pid may name another process from now on.
+            shell.workers.remove(&generation);
         }
     }
 }
@@ -205,11 +162,47 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-impl Master {
-    /// Starts generation N: socketpair, exec, listeners, reader and reaper tasks.
-    fn spawn(&mut self, upgrade: bool) -> anyhow::Result<()> {
-        let generation = self.next_generation;
-        self.next_generation += 1;
+impl Shell {
+    /// Carries out `actions` (and what the machine decides when a spawn fails); `Some(code)`
+    /// when the master must exit.
+    async fn execute(&mut self, machine: &mut Machine, actions: Vec<Action>) -> Option<ExitCode> {
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Spawn {
+                    generation,
+                    upgrade,
+                } => {
+                    if let Err(e) = self.spawn(generation, upgrade) {
+                        let failed = Event::SpawnFailed(generation, format!("{e:#}"));
+                        queue.extend(machine.on(failed, Instant::now()));
+                    }
+                }
+                Action::Send(generation, msg) => {
+                    if let Some(w) = self.workers.get_mut(&generation) {
+                        if let Err(e) = write_frame(&mut w.tx, &msg).await {
+                            tracing::warn!(generation, error = %e, "cannot reach worker");
+                        }
+                    }
+                }
+                Action::Kill(generation) => {
+                    if let Some(w) = self.workers.get(&generation) {
+                        w.pid.kill();
+                    }
+                }
+                Action::Notify(notice) => notify(notice),
+                Action::Exit(code) => return Some(ExitCode::from(code)),
+                Action::Refused(why) => {
+                    eprintln!("kansas: {why}");
+                    return Some(ExitCode::from(2));
+                }
+            }
+        }
+        None
+    }
+
+    /// Starts worker `generation`: socketpair, exec, listeners, reader and reaper tasks.
+    fn spawn(&mut self, generation: Generation, upgrade: bool) -> anyhow::Result<()> {
         let (ours, theirs) = fd::control_pair()?;
         let child = tokio::process::Command::new(&self.exe)
             .arg("worker")
@@ -232,301 +225,50 @@ impl Master {
             .context("the new worker exited as soon as it started")?;
         fd::send_listeners(&ours, &self.proxy, &self.admin).context("sending the listeners")?;
         ours.set_nonblocking(true)?;
-        let (mut reader, tx) = tokio::net::UnixStream::from_std(ours)?.into_split();
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(msg)) = read_frame::<_, ToMaster>(&mut reader).await {
-                if events.send(Event::Message(generation, msg)).is_err() {
-                    return;
-                }
-            }
-        });
+        let (reader, tx) = tokio::net::UnixStream::from_std(ours)?.into_split();
+        tokio::spawn(read_worker(generation, reader, self.events.clone()));
         let events = self.events.clone();
         let mut child = child;
         tokio::spawn(async move {
             if let Ok(status) = child.wait().await {
-                let _ = events.send(Event::Exited(generation, status));
+                let _ = events.send(Event::Exited(generation, status.to_string()));
             }
         });
         tracing::info!(generation, pid = pid.raw(), upgrade, "worker started");
-        self.pending = Some(Pending {
-            worker: Worker {
-                generation,
-                pid,
-                tx,
-                spawned: Instant::now(),
-            },
-            step: Step::Init,
-            deadline: Instant::now() + self.config.master.upgrade_timeout,
-            upgrade,
-        });
+        self.workers.insert(generation, WorkerIo { pid, tx });
         Ok(())
-    }
-
-    /// SIGUSR1.
-    /// An upgrade asked for by `signal` (SIGUSR1 or SIGHUP).
-    async fn upgrade(&mut self, signal: &str) {
-        if self.pending.is_some() || self.active.is_none() {
-            tracing::warn!("{signal} refused: an upgrade or start is already under way");
-            return;
-        }
-        tracing::info!(
-            from_generation = self.active.as_ref().map(|w| w.generation),
-            "{signal}: upgrading"
-        );
-        notify(&[sd_notify::NotifyState::Reloading]);
-        if let Err(e) = self.spawn(true) {
-            self.rollback("spawn", &format!("{e:#}")).await;
-        }
-    }
-
-    async fn timed_out(&mut self) {
-        let step = self.pending.as_ref().map_or("?", |p| p.step.name());
-        self.rollback(step, "timed out").await;
-    }
-
-    /// Kills the pending worker; the active one keeps serving.
-    async fn rollback(&mut self, step: &str, why: &str) {
-        if let Some(p) = self.pending.take() {
-            p.worker.kill();
-            if p.upgrade {
-                tracing::error!(
-                    step,
-                    why,
-                    generation = p.worker.generation,
-                    "upgrade rolled back: the old worker keeps serving"
-                );
-            } else {
-                tracing::error!(
-                    step,
-                    why,
-                    generation = p.worker.generation,
-                    "worker failed to start; retrying"
-                );
-            }
-        }
-        match self.stats.rollbacks.iter_mut().find(|(s, _)| s == step) {
-            Some((_, n)) => *n += 1,
-            None => self.stats.rollbacks.push((step.to_string(), 1)),
-        }
-        notify(&[sd_notify::NotifyState::Ready]);
-        self.push_stats().await;
-        if self.active.is_none() {
-            // A fresh start failed: nobody serves; try again after a pause.
-            self.retry_later();
-        }
-    }
-
-    /// Starts a worker now, there being none active or starting; when that fails (the binary
-    /// being replaced: ETXTBSY, ENOENT), tries again later, with backoff, until one starts.
-    fn start_again(&mut self) {
-        self.retry_at = None;
-        if self.active.is_some() || self.pending.is_some() {
-            return;
-        }
-        if let Err(e) = self.spawn(false) {
-            self.failed_starts += 1;
-            let delay = retry_delay(self.failed_starts);
-            tracing::error!(
-                error = format!("{e:#}"),
-                attempt = self.failed_starts,
-                retry_in_ms = delay.as_millis() as u64,
-                "cannot start a worker: no worker serves; retrying"
-            );
-            self.retry_at = Some(Instant::now() + delay);
-        }
-    }
-
-    /// Schedules [`Master::start_again`] after the backoff for the failures so far.
-    fn retry_later(&mut self) {
-        self.failed_starts += 1;
-        self.retry_at = Some(Instant::now() + retry_delay(self.failed_starts));
-    }
-
-    /// Tells the active worker the master's counters (a whole frame: a partial one would
-    /// corrupt the control stream).
-    async fn push_stats(&mut self) {
-        let msg = ToWorker::Stats(self.stats.clone());
-        if let Some(a) = &mut self.active {
-            a.send(&msg).await;
-        }
-    }
-
-    /// One event; `Some(code)` when the master must exit.
-    async fn handle(&mut self, event: Event) -> Option<ExitCode> {
-        match event {
-            Event::Message(generation, msg) => self.message(generation, msg).await,
-            Event::Exited(generation, status) => self.exited(generation, status).await,
-        }
-    }
-
-    async fn message(&mut self, generation: u64, msg: ToMaster) -> Option<ExitCode> {
-        let pending_gen = self.pending.as_ref().map(|p| p.worker.generation);
-        let active_gen = self.active.as_ref().map(|w| w.generation);
-        match msg {
-            ToMaster::Ready if pending_gen == Some(generation) => {
-                let p = self.pending.as_mut().expect("pending");
-                match &mut self.active {
-                    Some(active) if p.upgrade => {
-                        p.step = Step::Dump;
-                        active.send(&ToWorker::Dump).await;
-                    }
-                    _ => {
-                        p.step = Step::Start;
-                        let stats = MasterStats {
-                            generation,
-                            ..self.stats.clone()
-                        };
-                        p.worker.send(&ToWorker::Start { state: None, stats }).await;
-                    }
-                }
-            }
-            ToMaster::State { state } if active_gen == Some(generation) => {
-                if let Some(p) = self.pending.as_mut().filter(|p| p.step == Step::Dump) {
-                    p.step = Step::Start;
-                    let stats = MasterStats {
-                        generation: p.worker.generation,
-                        ..self.stats.clone()
-                    };
-                    let queues = state.state.queues.len();
-                    p.worker
-                        .send(&ToWorker::Start {
-                            state: Some(state),
-                            stats,
-                        })
-                        .await;
-                    tracing::info!(queues, "state handed to the new worker");
-                }
-            }
-            ToMaster::Active if pending_gen == Some(generation) => {
-                let p = self.pending.take().expect("pending");
-                let took_ms = p.worker.spawned.elapsed().as_secs_f64() * 1e3;
-                if let Some(mut old) = self.active.take() {
-                    old.send(&ToWorker::Stop).await;
-                    tracing::info!(old = old.generation, "old worker draining");
-                    self.draining.push_back(old);
-                    while self.draining.len() > self.config.master.max_draining {
-                        let oldest = self.draining.pop_front().expect("non-empty");
-                        tracing::warn!(
-                            generation = oldest.generation,
-                            "too many generations draining: stopping the oldest now"
-                        );
-                        oldest.kill();
-                    }
-                }
-                if p.upgrade {
-                    self.stats.upgrades += 1;
-                }
-                self.stats.generation = generation;
-                tracing::info!(generation, took_ms, upgrade = p.upgrade, "worker active");
-                self.failed_starts = 0;
-                self.active = Some(p.worker);
-                self.booted = true;
-                notify(&[sd_notify::NotifyState::Ready]);
-                self.push_stats().await;
-            }
-            ToMaster::Refused { why } if pending_gen == Some(generation) => {
-                let step = self.pending.as_ref().map_or("start", |p| p.step.name());
-                if !self.booted && self.active.is_none() {
-                    // The very first worker refused (e.g. an unmigrated database): give up.
-                    eprintln!("kansas: {why}");
-                    tracing::error!(why, "the first worker refused to start");
-                    if let Some(p) = self.pending.take() {
-                        p.worker.kill();
-                    }
-                    return Some(ExitCode::from(2));
-                }
-                self.rollback(step, &format!("refused: {why}")).await;
-            }
-            other => tracing::debug!(generation, ?other, "unexpected message"),
-        }
-        None
-    }
-
-    async fn exited(
-        &mut self,
-        generation: u64,
-        status: std::process::ExitStatus,
-    ) -> Option<ExitCode> {
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.worker.generation == generation)
-        {
-            let step = self.pending.as_ref().map_or("?", |p| p.step.name());
-            self.rollback(step, &format!("worker exited ({status})"))
-                .await;
-            return None;
-        }
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|w| w.generation == generation)
-        {
-            self.active = None;
-            self.stats.restarts += 1;
-            tracing::error!(generation, %status, "the active worker died: starting a new one");
-            if let Some(p) = self.pending.take() {
-                // An upgrade was under way: let its worker start fresh instead.
-                p.worker.kill();
-            }
-            self.start_again();
-            return None;
-        }
-        self.draining.retain(|w| w.generation != generation);
-        tracing::info!(generation, %status, "previous worker exited");
-        None
-    }
-
-    /// SIGTERM/SIGINT: every worker drains; a second signal stops at once.
-    async fn stop(
-        &mut self,
-        signal_name: &str,
-        rx: &mut mpsc::UnboundedReceiver<Event>,
-        term: &mut tokio::signal::unix::Signal,
-        int: &mut tokio::signal::unix::Signal,
-    ) -> ExitCode {
-        tracing::info!(signal = signal_name, "stopping: every worker drains");
-        notify(&[sd_notify::NotifyState::Stopping]);
-        if let Some(p) = self.pending.take() {
-            p.worker.kill();
-        }
-        let mut alive: Vec<u64> = Vec::new();
-        for w in self.active.iter_mut().chain(self.draining.iter_mut()) {
-            w.send(&ToWorker::Stop).await;
-            alive.push(w.generation);
-        }
-        let pids: Vec<ChildPid> = self
-            .active
-            .iter()
-            .chain(self.draining.iter())
-            .map(|w| w.pid)
-            .collect();
-        while !alive.is_empty() {
-            tokio::select! {
-                Some(event) = rx.recv() => {
-                    if let Event::Exited(generation, _) = event {
-                        alive.retain(|g| *g != generation);
-                    }
-                }
-                _ = term.recv() => return stop_now(&pids),
-                _ = int.recv() => return stop_now(&pids),
-            }
-        }
-        tracing::info!("kansas stopped");
-        ExitCode::SUCCESS
     }
 }
 
-fn stop_now(pids: &[ChildPid]) -> ExitCode {
-    tracing::warn!("second stop signal: stopping at once");
-    for pid in pids {
-        pid.kill();
+/// Passes a worker's messages on until its control socket ends; a frame that cannot be read is
+/// reported and skipped (the stream stays in step).
+async fn read_worker(
+    generation: Generation,
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    loop {
+        let event = match read_frame::<_, ToMaster>(&mut reader).await {
+            Ok(Some(msg)) => Event::Message(generation, msg),
+            Ok(None) => return,
+            Err(e) if e.in_step() => Event::Unreadable(generation, e.to_string()),
+            Err(e) => {
+                tracing::warn!(generation, error = %e, "control socket of the worker failed");
+                return;
+            }
+        };
+        if events.send(event).is_err() {
+            return;
+        }
     }
-    ExitCode::FAILURE
 }
 
 /// Tells systemd (Type=notify) where we are; does nothing elsewhere.
-fn notify(states: &[sd_notify::NotifyState]) {
-    let _ = sd_notify::notify(false, states);
+fn notify(notice: Notice) {
+    let state = match notice {
+        Notice::Ready => sd_notify::NotifyState::Ready,
+        Notice::Reloading => sd_notify::NotifyState::Reloading,
+        Notice::Stopping => sd_notify::NotifyState::Stopping,
+    };
+    let _ = sd_notify::notify(false, &[state]);
 }

@@ -3,8 +3,13 @@
 //! master hands it (refusing one it cannot read), accepts, dumps its state on request, and on
 //! `Stop` (or the master's death, or SIGTERM) stops accepting, drains and exits.
 //!
+//! Once active, nothing but `Stop`, SIGTERM/SIGINT or the master's end makes it drain: a
+//! message it cannot read is logged and skipped, and a state it cannot send is reported to the
+//! master (`DumpFailed`) while it serves on, so some worker always accepts.
+//!
 //! `KANSAS_TEST_FAIL_FILE`, for tests only: when set to a file whose content names a step
-//! (`before-ready`, `refuse`, `crash-at-start`, `hang`, `bad-dump`), the worker fails there.
+//! (`before-ready`, `refuse`, `crash-at-start`, `hang`, `bad-dump`, `dump-fails`,
+//! `garbled-state`), the worker fails there; `tiny-chunks` makes every process cut its frames into 16-byte pieces.
 
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
@@ -15,14 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::daemon::Daemon;
-use crate::handoff::{self, fd, write_frame, ToMaster, ToWorker};
-
-/// Whether the test switch asks this worker to fail at `step`.
-fn fail_at(step: &str) -> bool {
-    std::env::var_os("KANSAS_TEST_FAIL_FILE")
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .is_some_and(|s| s.trim() == step)
-}
+use crate::handoff::{self, fd, write_frame, write_raw_frame, FrameError, ToMaster, ToWorker};
 
 /// Runs a worker; never returns until it has drained.
 pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i32) -> ExitCode {
@@ -118,7 +116,7 @@ async fn serve(
     control.set_nonblocking(true)?;
     let (mut rx, mut tx) = tokio::net::UnixStream::from_std(control)?.into_split();
     let mut daemon = Daemon::new(config);
-    if fail_at("before-ready") {
+    if handoff::test_switch("before-ready") {
         crate::logging::flush();
         std::process::exit(3);
     }
@@ -138,15 +136,15 @@ async fn serve(
             "the master runs an earlier kansas (state format 1): restart kansas once when convenient"
         );
     }
-    if fail_at("crash-at-start") {
+    if handoff::test_switch("crash-at-start") {
         crate::logging::flush();
         std::process::exit(4);
     }
-    if fail_at("hang") {
+    if handoff::test_switch("hang") {
         // Hangs while validating the state, before accepting anything.
         std::future::pending::<()>().await;
     }
-    let refusal = match (state, fail_at("refuse")) {
+    let refusal = match (state, handoff::test_switch("refuse")) {
         (_, true) => Some("refused on purpose (test switch)".to_string()),
         (Some(env), false) => {
             // Without the database part (an older master), read the database before accepting.
@@ -184,7 +182,10 @@ async fn serve(
     Ok(())
 }
 
-/// Answers the master until told to stop (or the master or a signal ends it).
+/// Answers the master until told to stop, a signal says so or the master is gone. Nothing else
+/// ends it: an unreadable message is skipped, a state that cannot be sent is reported to the
+/// master, and the worker serves on (until the next worker is active, the old one is the only
+/// one accepting).
 async fn control_loop(
     rx: &mut OwnedReadHalf,
     tx: &mut OwnedWriteHalf,
@@ -196,50 +197,85 @@ async fn control_loop(
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     loop {
-        let msg = tokio::select! {
-            m = handoff::read_raw_frame(rx) => m.and_then(|f| match f {
-                None => Ok(None),
-                Some(f) => handoff::legacy::decode_to_worker(&f).map(|(m, _)| Some(m)),
-            }),
+        let frame = tokio::select! {
+            f = handoff::read_raw_frame(rx) => f,
             _ = term.recv() => { tracing::info!(generation, "SIGTERM: draining"); return; }
             _ = int.recv() => { tracing::info!(generation, "SIGINT: draining"); return; }
         };
-        match msg {
-            Ok(Some(ToWorker::Dump)) => {
-                let mut env = dump(generation);
-                if fail_at("bad-dump") {
-                    env.format = 999;
-                }
-                let queues = env.state.queues.len();
-                let sent = if legacy_master {
-                    match handoff::legacy::encode_state(env) {
-                        Ok(bytes) => handoff::write_raw_frame(tx, &bytes).await,
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    write_frame(
-                        tx,
-                        &ToMaster::State {
-                            state: Box::new(env),
-                        },
-                    )
-                    .await
-                };
-                if let Err(e) = sent {
-                    tracing::error!(generation, error = %e, "cannot send state to the master");
-                    return;
-                }
-                tracing::info!(generation, queues, "state sent to the master");
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                tracing::warn!(generation, "the master is gone: draining");
+                return;
             }
-            Ok(Some(ToWorker::Stats(stats))) => metrics.master.set(&stats),
-            Ok(Some(ToWorker::Stop)) => {
+            Err(e) if e.in_step() => {
+                tracing::error!(generation, error = %e, "unreadable message from the master: skipped");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(generation, error = %e, "the master is gone: draining");
+                return;
+            }
+        };
+        match handoff::legacy::decode_to_worker(&frame) {
+            Ok((ToWorker::Dump, _)) => {
+                send_state(tx, dump(generation), generation, legacy_master).await
+            }
+            Ok((ToWorker::Stats(stats), _)) => metrics.master.set(&stats),
+            Ok((ToWorker::Stop, _)) => {
                 tracing::info!(generation, "told to stop: draining");
                 return;
             }
-            Ok(Some(ToWorker::Start { .. })) => tracing::warn!(generation, "unexpected Start"),
-            Ok(None) | Err(_) => {
-                tracing::warn!(generation, "the master is gone: draining");
-                return;
+            Ok((ToWorker::Start { .. }, _)) => tracing::warn!(generation, "unexpected Start"),
+            Err(e) => {
+                tracing::error!(generation, error = %e, "undecodable message from the master: skipped")
+            }
+        }
+    }
+}
+
+/// Sends the state to the master, or tells it why it could not (the worker serves on either way).
+async fn send_state(
+    tx: &mut OwnedWriteHalf,
+    mut env: handoff::Envelope,
+    generation: u64,
+    legacy_master: bool,
+) {
+    if handoff::test_switch("bad-dump") {
+        env.format = 999;
+    }
+    let queues = env.state.queues.len();
+    let sent = if handoff::test_switch("dump-fails") {
+        Err(FrameError::Encode(
+            "failing on purpose (test switch)".into(),
+        ))
+    } else if handoff::test_switch("garbled-state") {
+        // Bytes that are no message: the master skips them and reads on.
+        let _ = write_raw_frame(tx, &[0xff; 40]).await;
+        return;
+    } else if legacy_master {
+        // Format 1, in one piece: an earlier master reads nothing else.
+        match handoff::legacy::encode_state(env) {
+            Ok(bytes) if bytes.len() > 1 << 30 => Err(FrameError::TooLarge(bytes.len() as u64)),
+            Ok(bytes) => handoff::frame::write_pieces(tx, &bytes, usize::MAX).await,
+            Err(e) => Err(FrameError::Encode(e.to_string())),
+        }
+    } else {
+        let msg = ToMaster::State {
+            state: Box::new(env),
+        };
+        write_frame(tx, &msg).await
+    };
+    match sent {
+        Ok(pieces) => tracing::info!(generation, queues, pieces, "state sent to the master"),
+        Err(e) => {
+            tracing::error!(generation, queues, error = %e, "cannot send the state to the master: serving on");
+            // An earlier master knows no DumpFailed (it would stop reading): it times out.
+            if e.in_step() && !legacy_master {
+                let why = e.to_string();
+                if let Err(e) = write_frame(tx, &ToMaster::DumpFailed { why }).await {
+                    tracing::warn!(generation, error = %e, "cannot tell the master either");
+                }
             }
         }
     }

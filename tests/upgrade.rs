@@ -210,6 +210,13 @@ fn ten_upgrades_under_load_lose_nothing() {
     eprintln!("spawn -> active over 10 upgrades (ms): {took:?}");
 }
 
+/// The master's line for a rolled-back upgrade (it names the generations and the reason).
+fn rolled_back(l: &serde_json::Value) -> bool {
+    l["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("upgrade rolled back:"))
+}
+
 /// Requests keep succeeding while a broken upgrade is tried and rolled back.
 fn assert_rollback(
     k: &Kansas,
@@ -225,10 +232,7 @@ fn assert_rollback(
         .unwrap();
     k.signal(10);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count_logs(k, |l| {
-        l["message"] == "upgrade rolled back: the old worker keeps serving"
-    }) <= before
-    {
+    while count_logs(k, rolled_back) <= before {
         let r = rt.block_on(get(
             k.proxy,
             "r.example.com",
@@ -245,7 +249,7 @@ fn assert_rollback(
     let line = k
         .logs()
         .into_iter()
-        .filter(|l| l["message"] == "upgrade rolled back: the old worker keeps serving")
+        .filter(rolled_back)
         .nth(before)
         .unwrap();
     assert_eq!(line["step"], step, "{step_content}: {line}");
@@ -296,6 +300,115 @@ fn a_failing_or_hanging_new_worker_is_rolled_back() {
     assert!(m.contains("kansas_upgrades 1"), "{m}");
 }
 
+/// Issue 15, item 1: the active worker cannot send its state, or sends bytes the master cannot
+/// read. It serves on (a connection made every few milliseconds is answered before, during and
+/// after), the master says which worker serves and why the upgrade failed; then a state cut into
+/// many small pieces is handed over whole, and every queue learned before is known after.
+#[test]
+fn a_failing_dump_never_stops_service_and_a_state_in_many_pieces_keeps_every_queue() {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    let k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = 20\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    for _ in 0..25 {
+        assert_eq!(register(&k), 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = short_loop(k.proxy, false, stop.clone(), ok.clone(), failed.clone());
+
+    std::fs::write(&fail_file, "dump-fails").unwrap();
+    k.signal(10);
+    let line = k
+        .wait_log(Duration::from_secs(10), rolled_back)
+        .expect("the upgrade is rolled back at once, not after upgrade_timeout_secs");
+    assert_eq!(line["step"], "dump", "{line}");
+    assert_eq!(line["serving"], 1, "{line}");
+    let message = line["message"].as_str().unwrap();
+    assert!(message.contains("generation 1 serves on"), "{line}");
+    assert!(
+        message.contains("test switch"),
+        "the reason is told: {line}"
+    );
+    // The old worker still accepts: new connections keep being answered after the rollback.
+    let after = ok.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok.load(Ordering::Relaxed) < after + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "no worker accepts after the failed dump"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A state the master cannot read: skipped, rolled back at once, and the master still hears
+    // the first worker (the next upgrade needs its state).
+    std::fs::write(&fail_file, "garbled-state").unwrap();
+    k.signal(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_logs(&k, rolled_back) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a garbled state is rolled back at once"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = k.logs().into_iter().filter(rolled_back).nth(1).unwrap();
+    assert_eq!(line["step"], "dump", "{line}");
+    assert!(
+        line["why"].as_str().unwrap().contains("unreadable"),
+        "{line}"
+    );
+
+    std::fs::write(&fail_file, "tiny-chunks").unwrap();
+    k.upgrade(1);
+    std::fs::remove_file(&fail_file).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "every connection was served"
+    );
+    assert!(ok.load(Ordering::Relaxed) > after + 50);
+    let sent = k
+        .wait_log(Duration::from_secs(5), |l| {
+            l["message"] == "state sent to the master"
+        })
+        .unwrap();
+    assert!(sent["pieces"].as_u64().unwrap() > 100, "{sent}");
+    let restored = k
+        .wait_log(Duration::from_secs(5), |l| l["message"] == "state restored")
+        .unwrap();
+    assert_eq!(
+        restored["queues"], sent["queues"],
+        "every queue handed over"
+    );
+    // The first worker served throughout: it is the one that handed its map over, holding every
+    // queue it knew when its dump failed (a fresh worker would have started from nothing).
+    assert_eq!(sent["generation"], 1, "{sent}");
+    assert_eq!(restored["from_generation"], 1, "{restored}");
+    let failed_dump = k
+        .wait_log(Duration::from_secs(1), |l| {
+            l["message"] == "cannot send the state to the master: serving on"
+        })
+        .unwrap();
+    let known = failed_dump["queues"].as_u64().unwrap();
+    assert!(known >= 25, "{failed_dump}");
+    assert!(restored["queues"].as_u64().unwrap() >= known, "{restored}");
+    let died = |l: &serde_json::Value| l["message"] == "the active worker died: starting a new one";
+    assert_eq!(count_logs(&k, died), 0);
+    assert_eq!(register(&k), 200);
+}
+
 #[test]
 fn a_second_sigusr1_during_an_upgrade_is_refused() {
     let fake = Fake::start(&[]);
@@ -324,10 +437,8 @@ fn a_second_sigusr1_during_an_upgrade_is_refused() {
             .as_str()
             .is_some_and(|m| m.starts_with("SIGUSR1 refused")))
         .is_some());
-    k.wait_log(Duration::from_secs(10), |l| {
-        l["message"] == "upgrade rolled back: the old worker keeps serving"
-    })
-    .expect("the hanging upgrade is rolled back");
+    k.wait_log(Duration::from_secs(10), rolled_back)
+        .expect("the hanging upgrade is rolled back");
     assert_eq!(k.active_upgrades(), 0, "the refused signal started nothing");
     std::fs::remove_file(&fail_file).unwrap();
     k.upgrade(1);
@@ -357,6 +468,99 @@ fn sighup_upgrades_like_sigusr1() {
         "the master lives"
     );
     assert_eq!(register(&k), 200);
+}
+
+/// Issue 15, item 8: every signal the master can catch does what the table in
+/// `src/master/signals.rs` (and the README) says. Ignored ones: a log line naming the signal,
+/// the master alive and serving, no worker replaced. CHLD and PIPE keep their harmless defaults.
+/// HUP and USR1 upgrade; QUIT (like TERM and INT) drains every worker and exits 0.
+#[test]
+fn every_catchable_signal_has_its_defined_meaning() {
+    use nix::libc;
+    let fake = Fake::start(&[]);
+    let mut k = Kansas::start(&shard("s0", fake.addr));
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    let rt = |n: i32| (libc::SIGRTMIN() + n, format!("SIGRTMIN+{n}"));
+    let named = |s: i32| {
+        (
+            s,
+            nix::sys::signal::Signal::try_from(s).unwrap().to_string(),
+        )
+    };
+    let mut ignored: Vec<(i32, String)> = [
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGSTKFLT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGCONT,
+        libc::SIGWINCH,
+        libc::SIGURG,
+    ]
+    .into_iter()
+    .map(named)
+    .collect();
+    let last_rt = libc::SIGRTMAX() - 1 - libc::SIGRTMIN();
+    ignored.extend([rt(0), rt(5), rt(last_rt)]);
+    for (signo, name) in &ignored {
+        k.signal(*signo);
+        let want = format!("{name} ignored: it has no meaning for kansas");
+        let line = k
+            .wait_log(Duration::from_secs(5), |l| l["message"] == want.as_str())
+            .unwrap_or_else(|| panic!("no log line for {name}"));
+        assert_eq!(line["signal"], name.as_str());
+        assert_eq!(register(&k), 200, "serving after {name}");
+    }
+    for signo in [libc::SIGCHLD, libc::SIGPIPE] {
+        k.signal(signo);
+        assert_eq!(register(&k), 200);
+    }
+    assert!(
+        k.wait_exit(Duration::from_millis(200)).is_none(),
+        "the master lives"
+    );
+    let workers_started = |k: &Kansas| count_logs(k, |l| l["message"] == "worker started");
+    assert_eq!(workers_started(&k), 1, "no signal replaced the worker");
+
+    k.signal(libc::SIGHUP);
+    k.wait_log(Duration::from_secs(30), |l| {
+        l["message"] == "worker active" && l["upgrade"] == true
+    })
+    .expect("SIGHUP upgrades");
+    k.upgrade(2);
+    assert!(count_logs(&k, |l| l["message"] == "SIGUSR1: upgrading") == 1);
+
+    k.signal(libc::SIGQUIT);
+    let status = k.wait_exit(Duration::from_secs(30)).expect("SIGQUIT stops");
+    assert!(status.success(), "{status}");
+    let line = k
+        .wait_log(Duration::from_secs(1), |l| {
+            l["message"] == "stopping: every worker drains"
+        })
+        .unwrap();
+    assert_eq!(line["signal"], "SIGQUIT");
+    for signo in [libc::SIGTERM, libc::SIGINT] {
+        let mut k = Kansas::start(&shard("s0", fake.addr));
+        k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+            .unwrap();
+        k.signal(signo);
+        let status = k.wait_exit(Duration::from_secs(30)).expect("stops");
+        assert!(status.success(), "{status}");
+        let line = k
+            .wait_log(Duration::from_secs(1), |l| {
+                l["message"] == "stopping: every worker drains"
+            })
+            .unwrap();
+        assert_eq!(line["signal"], named(signo).1);
+    }
 }
 
 #[test]

@@ -3,13 +3,16 @@
 //! a fraction of a second) over the same `socketpair`: the worker says when
 //! it is ready and when it is active; the master hands it the previous generation's state (the
 //! routing snapshot, the queue map, which shards are down) in a versioned envelope, asks for
-//! state, and tells it to stop.
+//! state (answered with the state, or with why it could not be sent: the worker serves on), and
+//! tells it to stop. Frames are cut into pieces (`frame`), so a state of any size fits.
 
 pub mod fd;
+pub mod frame;
 pub mod legacy;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use frame::{read_frame, read_raw_frame, write_frame, write_raw_frame, FrameError};
 
 use crate::queues::SavedQueues;
 use crate::store::DbState;
@@ -17,8 +20,6 @@ use crate::store::DbState;
 /// Version of the state envelope; a worker refuses any other (format 1, from a master of an
 /// earlier kansas, is read and answered by [`legacy`]).
 pub const STATE_FORMAT: u32 = 2;
-/// Largest frame accepted (a state with millions of queues fits).
-const MAX_FRAME: u32 = 1 << 30;
 
 /// The state handed from one generation to the next.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,60 +80,18 @@ pub enum ToMaster {
     State {
         state: Box<Envelope>,
     },
+    /// The active worker could not dump or send its state; it keeps serving.
+    DumpFailed {
+        why: String,
+    },
 }
 
-/// Writes one frame.
-pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
-    w: &mut W,
-    msg: &T,
-) -> std::io::Result<()> {
-    let bytes = bincode::serialize(msg).map_err(std::io::Error::other)?;
-    write_raw_frame(w, &bytes).await
-}
-
-/// Writes one frame of already encoded bytes.
-pub async fn write_raw_frame<W: AsyncWriteExt + Unpin>(
-    w: &mut W,
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    if bytes.len() > MAX_FRAME as usize {
-        return Err(std::io::Error::other("frame too large"));
-    }
-    w.write_u32(bytes.len() as u32).await?;
-    w.write_all(bytes).await?;
-    w.flush().await
-}
-
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame<R: AsyncReadExt + Unpin, T: for<'de> Deserialize<'de>>(
-    r: &mut R,
-) -> std::io::Result<Option<T>> {
-    match read_raw_frame(r).await? {
-        None => Ok(None),
-        Some(buf) => bincode::deserialize(&buf)
-            .map(Some)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-    }
-}
-
-/// Reads one frame's bytes; `Ok(None)` at a clean end of stream.
-pub async fn read_raw_frame<R: AsyncReadExt + Unpin>(
-    r: &mut R,
-) -> std::io::Result<Option<Vec<u8>>> {
-    let len = match r.read_u32().await {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
-    }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await?;
-    Ok(Some(buf))
+/// Whether the test switch (`KANSAS_TEST_FAIL_FILE`, tests only) names `step`: the file it
+/// points at holds the step's name.
+pub fn test_switch(step: &str) -> bool {
+    std::env::var_os("KANSAS_TEST_FAIL_FILE")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|s| s.trim() == step)
 }
 
 #[cfg(test)]
