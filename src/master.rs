@@ -59,10 +59,7 @@ pub fn main(config_path: &Path) -> ExitCode {
     let config = match crate::config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kansas: invalid configuration {}:", config_path.display());
-            for p in e.problems() {
-                eprintln!("  {p}");
-            }
+            eprintln!("kansas: {}", crate::config::report(config_path, &e));
             return ExitCode::from(2);
         }
     };

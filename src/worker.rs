@@ -47,10 +47,7 @@ pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i3
     let config = match crate::config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "kansas worker: invalid configuration {}:\n{e}",
-                config_path.display()
-            );
+            eprintln!("kansas worker: {}", crate::config::report(config_path, &e));
             return ExitCode::from(2);
         }
     };

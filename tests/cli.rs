@@ -259,6 +259,7 @@ fn every_command_prints_config_problems_the_same_way() {
         vec!["check-config", &f],
         vec!["route", "r.example.com", "--config", &f],
         vec!["weight", "a", "1", "--config", &f],
+        vec!["run", "--config", &f],
     ] {
         let (code, out, err) = run(&args);
         assert_eq!(
