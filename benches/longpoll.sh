@@ -14,7 +14,9 @@ CLIENTS=${1:-9000}
 DURATION=${2:-60s}
 RATE=${3:-20/s}
 BASE=${BASE_PORT:-19800}
-cargo build --release --quiet --bins
+# The daemon as released (no test-faults switch), then the test tools.
+cargo build --release --quiet -p kansas --bins
+cargo build --release --quiet -p kansas-testkit --bins
 BIN=target/release
 WORK=$(mktemp -d /tmp/kansas-longpoll.XXXXXX)
 PIDS=()

@@ -56,7 +56,9 @@ if [ ! -x "$OHA" ]; then
   cargo install oha --locked --version 1.16.0 --root target/bench-tools --quiet >&2
 fi
 
-cargo build --release --quiet --bins
+# The daemon as released (no test-faults switch), then the test tools.
+cargo build --release --quiet -p kansas --bins
+cargo build --release --quiet -p kansas-testkit --bins
 BIN=target/release
 
 WORK=$(mktemp -d /tmp/kansas-bench.XXXXXX)

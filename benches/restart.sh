@@ -13,7 +13,9 @@ DOWN=${2:-5}
 RATE=${3:-200}
 BURST=${4:-50}
 BASE=${BASE_PORT:-19700}
-cargo build --release --quiet --bins
+# The daemon as released (no test-faults switch), then the test tools.
+cargo build --release --quiet -p kansas --bins
+cargo build --release --quiet -p kansas-testkit --bins
 BIN=target/release
 WORK=$(mktemp -d /tmp/kansas-restart.XXXXXX)
 PIDS=()

@@ -15,9 +15,10 @@
 //! - [`master`], [`worker`] and [`handoff`]: the supervisor-parent master, its workers, and
 //!   the listener and state handoff between generations;
 //! - [`daemon`]: `kansas run`, signals and graceful stop; [`explain`]: `kansas route`;
-//! - [`logging`]: text or JSON logs; [`limits`]: the open-file limit;
-//! - [`fake_tornado`]: a faithful stand-in Tornado shard (binary `fake-tornado`);
-//! - [`load`]: the load-test harness (binary `kansas-load`).
+//! - [`logging`]: text or JSON logs; [`limits`]: the open-file limit.
+//!
+//! The test tools (fake-tornado, kansas-load, the test harness) are the `kansas-testkit` crate
+//! (`testkit/`).
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -26,10 +27,8 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod explain;
-pub mod fake_tornado;
 pub mod handoff;
 pub mod limits;
-pub mod load;
 pub mod logging;
 pub mod master;
 pub mod metrics;

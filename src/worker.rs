@@ -7,7 +7,7 @@
 //! message it cannot read is logged and skipped, and a state it cannot send is reported to the
 //! master (`DumpFailed`) while it serves on, so some worker always accepts.
 //!
-//! `KANSAS_TEST_FAIL_FILE`, for tests only: when set to a file whose content names a step
+//! `KANSAS_TEST_FAIL_FILE`, only in a build with the `test-faults` feature (the tests'): when set to a file whose content names a step
 //! (`before-ready`, `refuse`, `crash-at-start`, `hang`, `bad-dump`, `dump-fails`,
 //! `garbled-state`), the worker fails there; `tiny-chunks` makes every process cut its frames into 16-byte pieces.
 

@@ -1,11 +1,9 @@
 //! The operator commands: `kansas check-config` on valid and broken files (every problem with its
 //! key path, exit 2) and `kansas route` explaining a decision.
 
-mod common;
-
 use std::process::Command;
 
-use common::kansas::binary;
+use kansas_testkit::harness::kansas::binary;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(binary()).args(args).output().unwrap();

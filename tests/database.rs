@@ -3,17 +3,16 @@
 //! away (and starting without it), operator commands and their bad inputs, Zulip import/export,
 //! drains, unknown-shard rows, and never printing the password.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cli::{text, Cli};
-use common::client::get;
-use common::kansas::{config_text, shard, Kansas};
-use common::pg::{run_sql, PgServer, TestDb};
-use common::upstream::Upstream;
+use kansas_testkit::harness::cli::{text, Cli};
+use kansas_testkit::harness::client::get;
+use kansas_testkit::harness::kansas::{config_text, shard, Kansas};
+use kansas_testkit::harness::metrics::scrape;
+use kansas_testkit::harness::pg::{run_sql, PgServer, TestDb};
+use kansas_testkit::harness::upstream::Upstream;
 
 fn fake_shards(n: usize) -> String {
     (0..n)
@@ -133,7 +132,7 @@ async fn an_assignment_reaches_routing_within_a_second() {
     // Weights: with b at 0, nothing hashes there.
     cli.ok(&["weight", "a", "0"]);
     wait_route(k.proxy, &realm, "b", Duration::from_secs(1)).await;
-    let m = String::from_utf8(get(k.admin, "x", "/metrics", &[]).await.body).unwrap();
+    let m = scrape(k.admin).await;
     assert!(m.contains("kansas_db_connected 1"), "{m}");
     assert!(!m.contains("kansas_db_notifications_total 0\n"), "{m}");
 }
@@ -167,7 +166,7 @@ async fn routing_survives_the_database_going_away_and_catches_up() {
     }
     // Change the assignment where kansas cannot see it (the server on another port), then
     // bring the server back where kansas looks: the change is applied after it reconnects.
-    let other = common::pg::free_port();
+    let other = kansas_testkit::harness::pg::free_port();
     pg.start_on(other);
     Cli::new(&shards, &pg.url_on(other)).ok(&["unassign", &realm]);
     pg.stop();
@@ -496,13 +495,13 @@ async fn rows_for_unknown_shards_are_ignored_and_counted() {
         "a",
         "the row is ignored; hashing decides"
     );
-    let m = String::from_utf8(get(k.admin, "x", "/metrics", &[]).await.body).unwrap();
+    let m = scrape(k.admin).await;
     assert!(m.contains("kansas_db_rows_ignored 2"), "{m}");
 }
 
 #[test]
 fn the_password_never_appears() {
-    let port = common::pg::free_port();
+    let port = kansas_testkit::harness::pg::free_port();
     let url = format!("postgresql://kansas:s3cret-pw@127.0.0.1:{port}/zulip");
     let cli = Cli::new(&fake_shards(1), &url);
     let out = cli.run(&["assign", "a.example.com", "s0"]);

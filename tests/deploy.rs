@@ -3,14 +3,13 @@
 //! kansas` upgrades with zero client errors while kansas-load runs, and `supervisorctl stop
 //! kansas` leaves no process behind. (`.ci/run` installs supervisor when it is missing.)
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::fake::Fake;
-use common::kansas::{config_text, shard};
+use kansas_testkit::harness::fake::Fake;
+use kansas_testkit::harness::kansas::{config_text, shard};
+use kansas_testkit::harness::load::LoadRun;
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -162,40 +161,16 @@ fn under_supervisord_sigusr1_upgrades_and_stop_leaves_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let report = dir.path().join("report.json");
-    let shards = format!("{},{}", fakes[0].addr, fakes[1].addr);
-    let load = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
-        .args(["--target", &format!("http://{proxy}"), "--shards", &shards])
-        .args([
-            "--clients",
-            "200",
-            "--realms",
-            "20",
-            "--duration",
-            "8s",
-            "--publish-rate",
-            "100/s",
-        ])
-        .args([
-            "--settle",
-            "15s",
-            "--quiet",
-            "--json",
-            report.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let load = LoadRun::new(proxy.parse().unwrap())
+        .shards(&[fakes[0].addr, fakes[1].addr])
+        .args(["--clients", "200", "--realms", "20", "--duration", "8s"])
+        .args(["--publish-rate", "100/s", "--settle", "15s"])
+        .spawn();
     std::thread::sleep(Duration::from_secs(3));
     assert!(sv
         .ctl(&["signal", "SIGUSR1", "kansas"])
         .contains("signalled"));
-    let out = load.wait_with_output().unwrap();
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert!(out.status.success(), "{r:#}");
-    assert_eq!(r["errors"], serde_json::json!({}), "{r:#}");
-    assert_eq!(r["events_lost"], 0, "{r:#}");
+    load.wait_clean();
     let upgraded = std::fs::read_to_string(&log).unwrap().lines().any(|l| {
         serde_json::from_str::<serde_json::Value>(l)
             .is_ok_and(|l| l["message"] == "worker active" && l["upgrade"] == true)

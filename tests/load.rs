@@ -5,33 +5,22 @@
 //! and a broken target (a shard killed without restart) that must make it exit non-zero and name
 //! the failures.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::fake::{free_port, Fake};
-use common::kansas::{shard, Kansas};
+use kansas_testkit::harness::fake::{free_port, Fake};
+use kansas_testkit::harness::kansas::{shard, Kansas};
+use kansas_testkit::harness::load::LoadRun;
 
 fn load(target: SocketAddr, shards: &[SocketAddr], extra: &[&str]) -> (Output, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
-    let shards: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kansas-load"));
-    cmd.args(["--target", &format!("http://{target}")]);
-    if !shards.is_empty() {
-        cmd.args(["--shards", &shards.join(",")]);
-    }
-    let out = cmd
-        .args(["--json", json.to_str().unwrap(), "--quiet"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let report = std::fs::read_to_string(&json)
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or(serde_json::Value::Null);
-    (out, report)
+    let run = LoadRun::new(target);
+    let run = if shards.is_empty() {
+        run
+    } else {
+        run.shards(shards)
+    };
+    run.args(extra).run()
 }
 
 fn assert_clean(out: &Output, report: &serde_json::Value) {
@@ -84,7 +73,12 @@ const ARGS: &[&str] = &[
 /// How many queues a fake holds.
 fn queue_count(f: &Fake) -> u64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let r = rt.block_on(common::client::get(f.addr, "x", "/fake/queues", &[]));
+    let r = rt.block_on(kansas_testkit::harness::client::get(
+        f.addr,
+        "x",
+        "/fake/queues",
+        &[],
+    ));
     r.json()["count"].as_u64().unwrap()
 }
 
@@ -190,7 +184,12 @@ fn routed_args<'a>(config: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 fn queues_of(f: &Fake, realm: &str) -> Vec<f64> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let path = format!("/fake/queues?realm={realm}");
-    let r = rt.block_on(common::client::get(f.addr, "x", &path, &[]));
+    let r = rt.block_on(kansas_testkit::harness::client::get(
+        f.addr,
+        "x",
+        &path,
+        &[],
+    ));
     r.json()["queues"]
         .as_array()
         .unwrap()
@@ -362,7 +361,7 @@ fn bad_arguments_exit_2() {
             "/nonexistent/k.toml",
         ],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
+        let out = Command::new(kansas_testkit::harness::bins::kansas_load())
             .args(&args)
             .output()
             .unwrap();

@@ -3,16 +3,16 @@
 //! (nothing visible, old queues stay, new ones land on the new shard); a shard drained by
 //! lowering its weight in five steps; and Zulip's user-split realms through X-Accel-Redirect.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::client::get;
-use common::fake::{free_port, shards, Fake};
-use common::kansas::{config_text, Kansas};
-use common::pg::TestDb;
+use kansas_testkit::harness::client::{blocking_get, get};
+use kansas_testkit::harness::fake::{free_port, shards, Fake};
+use kansas_testkit::harness::kansas::{config_text, Kansas};
+use kansas_testkit::harness::load::{LoadRun, RunningLoad};
+use kansas_testkit::harness::metrics::scrape_blocking;
+use kansas_testkit::harness::pg::TestDb;
 
 const RUN: &str = "mv";
 
@@ -37,77 +37,29 @@ fn kansas_cli(config: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Starts kansas-load (realms r0..r{realms}) writing its report to `json`.
+/// Starts kansas-load (realms r0..r{realms}).
 fn start_load(
     proxy: SocketAddr,
     fakes: &[&Fake],
     clients: usize,
     realms: usize,
     secs: u64,
-    json: &std::path::Path,
-) -> Child {
-    let shards: Vec<String> = fakes.iter().map(|f| f.addr.to_string()).collect();
-    Command::new(env!("CARGO_BIN_EXE_kansas-load"))
-        .args([
-            "--target",
-            &format!("http://{proxy}"),
-            "--shards",
-            &shards.join(","),
-        ])
-        .args([
-            "--clients",
-            &clients.to_string(),
-            "--realms",
-            &realms.to_string(),
-        ])
-        .args([
-            "--duration",
-            &format!("{secs}s"),
-            "--publish-rate",
-            "100/s",
-            "--settle",
-            "15s",
-        ])
-        .args(["--run-id", RUN, "--quiet", "--backoff-scale", "0.1"])
-        .args(["--json", json.to_str().unwrap(), "--keep-queues"])
-        .stdout(Stdio::null())
+) -> RunningLoad {
+    let shards: Vec<SocketAddr> = fakes.iter().map(|f| f.addr).collect();
+    LoadRun::new(proxy)
+        .shards(&shards)
+        .args(["--clients", &clients.to_string()])
+        .args(["--realms", &realms.to_string()])
+        .args(["--duration", &format!("{secs}s"), "--publish-rate", "100/s"])
+        .args(["--settle", "15s", "--run-id", RUN, "--backoff-scale", "0.1"])
+        .args(["--keep-queues"])
         .spawn()
-        .unwrap()
-}
-
-fn finish(load: Child, json: &std::path::Path) -> serde_json::Value {
-    let out = load.wait_with_output().unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    assert!(out.status.success(), "kansas-load failed: {report:#}");
-    assert_eq!(report["events_lost"], 0, "{report:#}");
-    assert_eq!(report["events_duplicated"], 0, "{report:#}");
-    assert_eq!(report["events_out_of_order"], 0, "{report:#}");
-    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
-    report
 }
 
 /// A GET from a thread of its own (usable from sync and async tests alike).
-fn blocking_get(addr: SocketAddr, path: &str) -> common::client::Resp {
-    let path = path.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(get(addr, "x", &path, &[]))
-    })
-    .join()
-    .unwrap()
-}
-
 fn queues_of(fake: &Fake, realm: &str) -> u64 {
-    let r = blocking_get(fake.addr, &format!("/fake/queues?realm={realm}"));
+    let r = blocking_get(fake.addr, "x", &format!("/fake/queues?realm={realm}"));
     r.json()["count"].as_u64().unwrap()
-}
-
-fn metrics(admin: SocketAddr) -> String {
-    String::from_utf8(blocking_get(admin, "/metrics").body).unwrap()
 }
 
 /// Two shards behind kansas with a database; returns the shard index realm r0 hashes to.
@@ -143,11 +95,9 @@ fn setup(n: usize) -> Setup {
 fn move_realm_under_load(policy: &str) -> (Setup, serde_json::Value) {
     let s = setup(2);
     let other = 1 - s.home;
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
     let refs: Vec<&Fake> = s.fakes.iter().collect();
     // 80 clients over 4 realms: 20 clients in r0.
-    let load = start_load(s.kansas.proxy, &refs, 80, 4, 12, &json);
+    let load = start_load(s.kansas.proxy, &refs, 80, 4, 12);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         queues_of(&s.fakes[s.home], &realm(0)),
@@ -158,7 +108,7 @@ fn move_realm_under_load(policy: &str) -> (Setup, serde_json::Value) {
         &s.config,
         &["assign", &realm(0), &format!("s{other}"), "--move", policy],
     );
-    let report = finish(load, &json);
+    let report = load.wait_clean();
     (s, report)
 }
 
@@ -186,7 +136,7 @@ fn a_reload_move_reloads_each_client_of_the_realm_once() {
         left = queues_of(&s.fakes[s.home], &realm(0));
     }
     assert_eq!(left, 0, "the old shard no longer holds r0's queues");
-    let m = metrics(s.kansas.admin);
+    let m = scrape_blocking(s.kansas.admin);
     assert!(
         m.contains("kansas_queue_moves_total{policy=\"reload\"} 20"),
         "{m}"
@@ -220,7 +170,7 @@ fn a_drain_move_is_invisible_and_new_queues_land_on_the_new_shard() {
         1,
         "a new registration lands on the new shard"
     );
-    let m = metrics(s.kansas.admin);
+    let m = scrape_blocking(s.kansas.admin);
     assert!(
         !m.contains("kansas_queue_moves_total{policy=\"drain\"} 0\n"),
         "{m}"
@@ -230,18 +180,16 @@ fn a_drain_move_is_invisible_and_new_queues_land_on_the_new_shard() {
 #[test]
 fn draining_a_shard_in_five_steps_moves_its_realms_only_elsewhere() {
     let s = setup(3);
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
     let refs: Vec<&Fake> = s.fakes.iter().collect();
     let realms = 12;
     let before = kansas::config::parse(&s.config).unwrap().routing;
-    let load = start_load(s.kansas.proxy, &refs, 120, realms, 12, &json);
+    let load = start_load(s.kansas.proxy, &refs, 120, realms, 12);
     std::thread::sleep(Duration::from_secs(3));
     for w in ["0.8", "0.6", "0.4", "0.2", "0"] {
         kansas_cli(&s.config, &["weight", "s0", w]);
         std::thread::sleep(Duration::from_millis(1500));
     }
-    let report = finish(load, &json);
+    let report = load.wait_clean();
     assert_eq!(report["reloads"], 0, "{report:#}");
     for i in 0..realms {
         let r = realm(i);
@@ -260,7 +208,7 @@ fn draining_a_shard_in_five_steps_moves_its_realms_only_elsewhere() {
             assert_eq!(now, was, "{r}: realms of other shards never move");
         }
     }
-    let m = metrics(s.kansas.admin);
+    let m = scrape_blocking(s.kansas.admin);
     assert!(
         m.contains("kansas_queue_moves_total{policy=\"drain\"}"),
         "{m}"
@@ -304,7 +252,7 @@ async fn user_split_realms_follow_x_accel_redirect() {
             .unwrap()
             .to_string()
     };
-    let m1 = redirects(&metrics(k.admin));
+    let m1 = redirects(&scrape_blocking(k.admin));
     assert_eq!(m1, "1");
     // The queue was learned on b: its polls go there directly.
     let r = get(
@@ -317,7 +265,7 @@ async fn user_split_realms_follow_x_accel_redirect() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["queue_id"], q.as_str());
     assert_eq!(
-        redirects(&metrics(k.admin)),
+        redirects(&scrape_blocking(k.admin)),
         "1",
         "no second redirect for a known queue"
     );
@@ -366,9 +314,7 @@ fn user_split_realms_under_load() {
         a.addr, b.addr
     );
     let k = Kansas::start(&body);
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let report = finish(start_load(k.proxy, &[&a, &b], 60, 3, 8, &json), &json);
+    let report = start_load(k.proxy, &[&a, &b], 60, 3, 8).wait_clean();
     assert_eq!(report["registrations"], 60, "{report:#}");
     assert_eq!(
         queues_of(&b, &realm(0)) + queues_of(&b, &realm(1)) + queues_of(&b, &realm(2)),

@@ -3,40 +3,17 @@
 //! comes back gets the empty events answer at the deadline; the lot overflows with 503 and frees
 //! a slot when a parked client leaves; a shard failing mid-answer closes the client connection.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::client::{get, send};
-use common::fake::Fake;
-use common::kansas::{shard, Kansas};
-use common::upstream::Upstream;
+use kansas_testkit::harness::client::{get, send};
+use kansas_testkit::harness::fake::Fake;
+use kansas_testkit::harness::kansas::{shard, Kansas};
+use kansas_testkit::harness::load::LoadRun;
+use kansas_testkit::harness::metrics::{scrape, value, wait_value};
+use kansas_testkit::harness::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn metrics(admin: SocketAddr) -> String {
-    String::from_utf8(get(admin, "localhost", "/metrics", &[]).await.body).unwrap()
-}
-
-/// The value of one metric line (`name{labels}`), 0 when absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-async fn wait_metric(admin: SocketAddr, series: &str, want: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = metric(&metrics(admin).await, series);
-        if v == want || Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn dead_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -54,20 +31,11 @@ fn a_shard_restart_is_invisible_to_500_clients() {
     let mut b = Fake::start(&["--state-file", &state]);
     let b_addr = b.addr;
     let k = Kansas::start(&format!("{}{}", shard("a", a.addr), shard("b", b_addr)));
-    let shards = format!("{},{}", a.addr, b_addr);
-    let report_path = dir.path().join("report.json");
-    let load = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
-        .args([
-            "--target",
-            &format!("http://{}", k.proxy),
-            "--shards",
-            &shards,
-        ])
+    let load = LoadRun::new(k.proxy)
+        .shards(&[a.addr, b_addr])
         .args(["--clients", "500", "--realms", "40", "--duration", "16s"])
-        .args(["--publish-rate", "200/s", "--settle", "20s", "--quiet"])
-        .args(["--json", report_path.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+        .args(["--publish-rate", "200/s", "--settle", "20s"])
+        .spawn();
 
     std::thread::sleep(Duration::from_secs(4));
     let status = b.terminate();
@@ -75,10 +43,8 @@ fn a_shard_restart_is_invisible_to_500_clients() {
     std::thread::sleep(Duration::from_secs(5));
     let _b2 = Fake::start_on(&b_addr.to_string(), &["--state-file", &state]);
 
-    let out = load.wait_with_output().unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
-    assert!(out.status.success(), "kansas-load failed: {report:#}");
+    let (status, report) = load.wait();
+    assert!(status.success(), "kansas-load failed: {report:#}");
     assert_eq!(
         report["errors"],
         serde_json::json!({}),
@@ -95,22 +61,22 @@ fn a_shard_restart_is_invisible_to_500_clients() {
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let m = rt.block_on(metrics(k.admin));
-    let replayed = metric(&m, "kansas_replayed_total{shard=\"b\"}");
+    let m = rt.block_on(scrape(k.admin));
+    let replayed = value(&m, "kansas_replayed_total{shard=\"b\"}");
     assert!(replayed > 0.0, "parked requests were replayed:\n{m}");
     assert_eq!(
-        metric(&m, "kansas_shard_down_transitions_total{shard=\"b\"}"),
+        value(&m, "kansas_shard_down_transitions_total{shard=\"b\"}"),
         1.0,
         "{m}"
     );
     assert!(
-        metric(&m, "kansas_shard_down_seconds_total{shard=\"b\"}") >= 4.0,
+        value(&m, "kansas_shard_down_seconds_total{shard=\"b\"}") >= 4.0,
         "{m}"
     );
-    assert_eq!(metric(&m, "kansas_shard_up{shard=\"b\"}"), 1.0);
-    assert_eq!(metric(&m, "kansas_parked_requests{shard=\"b\"}"), 0.0);
+    assert_eq!(value(&m, "kansas_shard_up{shard=\"b\"}"), 1.0);
+    assert_eq!(value(&m, "kansas_parked_requests{shard=\"b\"}"), 0.0);
     assert_eq!(
-        metric(&m, "kansas_shard_down_transitions_total{shard=\"a\"}"),
+        value(&m, "kansas_shard_down_transitions_total{shard=\"a\"}"),
         0.0
     );
     assert!(k
@@ -157,15 +123,15 @@ async fn delete_is_502_and_a_get_gets_empty_events_at_the_deadline() {
     .await;
     assert_eq!(r.status, 503);
     assert!(r.header("retry-after").is_some());
-    let m = metrics(k.admin).await;
+    let m = scrape(k.admin).await;
     assert_eq!(
-        metric(&m, "kansas_park_timeouts_total{shard=\"dead\"}"),
+        value(&m, "kansas_park_timeouts_total{shard=\"dead\"}"),
         3.0,
         "{m}"
     );
-    assert_eq!(metric(&m, "kansas_shard_up{shard=\"dead\"}"), 0.0, "{m}");
+    assert_eq!(value(&m, "kansas_shard_up{shard=\"dead\"}"), 0.0, "{m}");
     // kansas's own empty answer teaches the queue map nothing: no shard said q1 exists.
-    assert_eq!(metric(&m, "kansas_queues"), 0.0, "{m}");
+    assert_eq!(value(&m, "kansas_queues"), 0.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,7 +158,7 @@ async fn overflow_is_503_and_a_leaving_client_frees_its_slot() {
     let mut second = TcpStream::connect(k.proxy).await.unwrap();
     second.write_all(req).await.unwrap();
     let parked = "kansas_parked_requests{shard=\"dead\"}";
-    assert_eq!(wait_metric(k.admin, parked, 2.0).await, 2.0);
+    assert_eq!(wait_value(k.admin, parked, 2.0).await, 2.0);
 
     let r = get(k.proxy, "r.example.com", "/json/events?queue_id=q", &[]).await;
     assert_eq!(r.status, 503, "the lot is full");
@@ -201,25 +167,25 @@ async fn overflow_is_503_and_a_leaving_client_frees_its_slot() {
 
     drop(first);
     assert_eq!(
-        wait_metric(k.admin, parked, 1.0).await,
+        wait_value(k.admin, parked, 1.0).await,
         1.0,
         "slot freed at once"
     );
-    let m = metrics(k.admin).await;
+    let m = scrape(k.admin).await;
     assert_eq!(
-        metric(&m, "kansas_park_abandoned_total{shard=\"dead\"}"),
+        value(&m, "kansas_park_abandoned_total{shard=\"dead\"}"),
         1.0,
         "{m}"
     );
     assert_eq!(
-        metric(&m, "kansas_park_overflows_total{shard=\"dead\"}"),
+        value(&m, "kansas_park_overflows_total{shard=\"dead\"}"),
         1.0,
         "{m}"
     );
     let mut third = TcpStream::connect(k.proxy).await.unwrap();
     third.write_all(req).await.unwrap();
     assert_eq!(
-        wait_metric(k.admin, parked, 2.0).await,
+        wait_value(k.admin, parked, 2.0).await,
         2.0,
         "the freed slot is usable"
     );
@@ -253,9 +219,9 @@ async fn failure_after_the_head_closes_the_client_connection() {
     buf.extend_from_slice(&rest);
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
     assert!(!buf.ends_with(b"0\r\n\r\n"), "no terminating chunk");
-    let m = metrics(k.admin).await;
+    let m = scrape(k.admin).await;
     assert_eq!(
-        metric(&m, "kansas_errors_total{kind=\"failed_after_head\"}"),
+        value(&m, "kansas_errors_total{kind=\"failed_after_head\"}"),
         1.0,
         "{m}"
     );
@@ -278,7 +244,7 @@ async fn a_graceful_stop_answers_parked_gets_before_exiting() {
         .await
     });
     let series = "kansas_parked_requests{shard=\"dead\"}";
-    assert_eq!(wait_metric(k.admin, series, 1.0).await, 1.0);
+    assert_eq!(wait_value(k.admin, series, 1.0).await, 1.0);
     k.signal(15);
     let r = parked.await.unwrap();
     assert_eq!(r.status, 200, "answered at its deadline, not cut off");
@@ -326,10 +292,10 @@ async fn at_the_fd_limit_kansas_stops_accepting_and_no_shard_is_taken_for_down()
         statuses.iter().all(|s| matches!(s, Ok(200))),
         "{statuses:?}"
     );
-    let m = metrics(k.admin).await;
-    assert_eq!(metric(&m, "kansas_shard_up{shard=\"s0\"}"), 1.0, "{m}");
+    let m = scrape(k.admin).await;
+    assert_eq!(value(&m, "kansas_shard_up{shard=\"s0\"}"), 1.0, "{m}");
     assert_eq!(
-        metric(&m, "kansas_shard_down_transitions_total{shard=\"s0\"}"),
+        value(&m, "kansas_shard_down_transitions_total{shard=\"s0\"}"),
         0.0,
         "{m}"
     );

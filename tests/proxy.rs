@@ -2,13 +2,12 @@
 //! loopback. Routing by assignment, rule and hash; header rules; request ids; error answers;
 //! limits; header-read timeout; streaming; graceful stop.
 
-mod common;
-
 use std::time::Duration;
 
-use common::client::{get, send};
-use common::kansas::{config_text, shard, Kansas};
-use common::upstream::Upstream;
+use kansas_testkit::harness::client::{get, send};
+use kansas_testkit::harness::kansas::{config_text, shard, Kansas};
+use kansas_testkit::harness::metrics::scrape;
+use kansas_testkit::harness::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -205,7 +204,7 @@ async fn only_zulip_shaped_queue_ids_are_learned() {
         let r = get(k.proxy, "r.example.com", &path, &[]).await;
         assert_eq!(r.status, 200, "the shard answered");
     }
-    let m = String::from_utf8(get(k.admin, "x", "/metrics", &[]).await.body).unwrap();
+    let m = scrape(k.admin).await;
     assert!(m.contains("\nkansas_queues 1\n"), "only the UUID: {m}");
 }
 
@@ -247,7 +246,7 @@ async fn dead_shard_is_502_json() {
         assert_eq!(r.status, 502, "{method}");
         assert_eq!(r.json()["result"], "error");
     }
-    let metrics = reqwest_metrics(k.admin).await;
+    let metrics = scrape(k.admin).await;
     assert!(
         metrics.contains("kansas_errors_total{kind=\"connect_refused\"} 2"),
         "{metrics}"
@@ -363,7 +362,7 @@ async fn streamed_answer_reaches_client_before_upstream_finishes() {
     assert!(!String::from_utf8_lossy(&buf).contains("second"));
     up.release();
     s.read_to_end(&mut buf).await.unwrap();
-    let r = common::client::parse(&buf).unwrap();
+    let r = kansas_testkit::harness::client::parse(&buf).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"first\nsecond\n");
 }
@@ -397,7 +396,7 @@ async fn metrics_and_health_on_admin_listener() {
     let k = Kansas::start(&body);
     get(k.proxy, "pinned.example.com", "/json/events", &[]).await;
     get(k.proxy, "bad host", "/json/events", &[]).await;
-    let m = reqwest_metrics(k.admin).await;
+    let m = scrape(k.admin).await;
     assert!(
         m.contains("kansas_requests_total{shard=\"c\",class=\"2xx\"} 1"),
         "{m}"
@@ -420,12 +419,6 @@ async fn metrics_and_health_on_admin_listener() {
     // Metrics are not served on the proxy listener.
     let r = get(k.proxy, "pinned.example.com", "/metrics", &[]).await;
     assert_eq!(r.json()["shard"], "c");
-}
-
-async fn reqwest_metrics(admin: std::net::SocketAddr) -> String {
-    let r = get(admin, "localhost", "/metrics", &[]).await;
-    assert_eq!(r.status, 200);
-    String::from_utf8(r.body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,16 +5,15 @@
 //! `queue_id` is read from its form body; and `kansas route --batch` and `kansas residency`
 //! tell what each process must do.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cli::Cli;
-use common::client::{get, send, Resp};
-use common::fake::{shards, Fake};
-use common::kansas::Kansas;
-use common::pg::TestDb;
+use kansas_testkit::harness::cli::Cli;
+use kansas_testkit::harness::client::{get, send, Resp};
+use kansas_testkit::harness::fake::{shards, Fake};
+use kansas_testkit::harness::kansas::Kansas;
+use kansas_testkit::harness::metrics::scrape;
+use kansas_testkit::harness::pg::TestDb;
 
 const REALM: &str = "moving.example.com";
 
@@ -131,7 +130,7 @@ async fn a_drained_queue_stays_while_resident_then_reloads_once_and_any_kansas_f
     assert!(is_bad_queue(&again), "{:?}", again.json());
     let r = poll(b.proxy, &q).await;
     assert!(is_bad_queue(&r), "b too: {:?}", r.json());
-    let m = String::from_utf8(get(a.admin, "x", "/metrics", &[]).await.body).unwrap();
+    let m = scrape(a.admin).await;
     assert!(
         m.contains("kansas_queue_moves_total{policy=\"reload\"} 1\n"),
         "exactly one reload answer from a: {m}"
@@ -214,7 +213,10 @@ fn route_batch_and_residency_say_where_each_realm_lives() {
 /// would leave the queue behind until Tornado's garbage collection).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_known_queue_its_shard_redirects_away_is_reloaded_and_deleted_there() {
-    let (p0, p1) = (common::fake::free_port(), common::fake::free_port());
+    let (p0, p1) = (
+        kansas_testkit::harness::fake::free_port(),
+        kansas_testkit::harness::fake::free_port(),
+    );
     let state = tempfile::tempdir().unwrap();
     let state_file = state.path().join("s0.json");
     let state_file = state_file.to_str().unwrap();
@@ -242,7 +244,7 @@ async fn a_known_queue_its_shard_redirects_away_is_reloaded_and_deleted_there() 
         queues_on(&f0).await.is_empty()
     })
     .await;
-    let m = String::from_utf8(get(k.admin, "x", "/metrics", &[]).await.body).unwrap();
+    let m = scrape(k.admin).await;
     assert!(
         m.contains("kansas_queue_moves_total{policy=\"reload\"} 1\n"),
         "one reload answer: {m}"

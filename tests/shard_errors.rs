@@ -3,28 +3,16 @@
 //! a client whose own body fails is a client error, never counted against the shard; kansas out
 //! of file descriptors is kansas's own `503`, with the shard left up and few log lines.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::client::{get, send};
-use common::kansas::{shard, Kansas};
-use common::raw_shard::RawShard;
-use common::upstream::Upstream;
+use kansas_testkit::harness::client::{get, send};
+use kansas_testkit::harness::kansas::{shard, Kansas};
+use kansas_testkit::harness::metrics::{scrape, value};
+use kansas_testkit::harness::raw_shard::RawShard;
+use kansas_testkit::harness::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn metrics(admin: SocketAddr) -> String {
-    String::from_utf8(get(admin, "localhost", "/metrics", &[]).await.body).unwrap()
-}
-
-/// The value of one metric line (`name{labels}`), 0 when absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
 
 fn errors(kind: &str) -> String {
     format!("kansas_errors_total{{kind=\"{kind}\"}}")
@@ -34,8 +22,8 @@ fn errors(kind: &str) -> String {
 async fn wait_error(admin: SocketAddr, kind: &str, want: f64) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = metrics(admin).await;
-        if metric(&m, &errors(kind)) >= want || Instant::now() > deadline {
+        let m = scrape(admin).await;
+        if value(&m, &errors(kind)) >= want || Instant::now() > deadline {
             return m;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -79,19 +67,11 @@ async fn malformed_shard_answers_are_502_and_never_mark_the_shard_down() {
                     Content-Length: 2\r\nConnection: close\r\n\r\n{}";
         assert_eq!(send(k.proxy, post.as_bytes()).await.status, 502, "{what}");
         assert_eq!(shard.requests(), 2, "{what}: one try each, no replay");
-        let m = metrics(k.admin).await;
-        assert_eq!(
-            metric(&m, &errors("bad_shard_response")),
-            2.0,
-            "{what}: {m}"
-        );
-        assert_eq!(
-            metric(&m, &errors("closed_before_head")),
-            0.0,
-            "{what}: {m}"
-        );
+        let m = scrape(k.admin).await;
+        assert_eq!(value(&m, &errors("bad_shard_response")), 2.0, "{what}: {m}");
+        assert_eq!(value(&m, &errors("closed_before_head")), 0.0, "{what}: {m}");
         let down = "kansas_shard_down_transitions_total{shard=\"s\"}";
-        assert_eq!(metric(&m, down), 0.0, "{what}: the shard is up: {m}");
+        assert_eq!(value(&m, down), 0.0, "{what}: the shard is up: {m}");
     }
 }
 
@@ -111,10 +91,10 @@ async fn content_length_with_transfer_encoding_from_a_shard_is_502() {
             String::from_utf8_lossy(&r.body)
         );
     }
-    let m = metrics(k.admin).await;
-    assert_eq!(metric(&m, &errors("bad_shard_response")), 2.0, "{m}");
+    let m = scrape(k.admin).await;
+    assert_eq!(value(&m, &errors("bad_shard_response")), 2.0, "{m}");
     let down = "kansas_shard_down_transitions_total{shard=\"s\"}";
-    assert_eq!(metric(&m, down), 0.0, "{m}");
+    assert_eq!(value(&m, down), 0.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,10 +107,10 @@ async fn a_bad_chunk_from_the_client_is_400_and_not_the_shards_fault() {
     let r = send(k.proxy, req.as_bytes()).await;
     assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(&r.body));
     let m = wait_error(k.admin, "bad_request_body", 1.0).await;
-    assert_eq!(metric(&m, &errors("bad_request_body")), 1.0, "{m}");
-    assert_eq!(metric(&m, &errors("closed_before_head")), 0.0, "{m}");
+    assert_eq!(value(&m, &errors("bad_request_body")), 1.0, "{m}");
+    assert_eq!(value(&m, &errors("closed_before_head")), 0.0, "{m}");
     assert_eq!(
-        metric(&m, "kansas_requests_total{shard=\"s\",class=\"5xx\"}"),
+        value(&m, "kansas_requests_total{shard=\"s\",class=\"5xx\"}"),
         0.0,
         "{m}"
     );
@@ -151,23 +131,27 @@ async fn a_client_that_leaves_after_100_continue_is_not_the_shards_fault() {
     c.write_all(b"only ten b").await.unwrap();
     drop(c);
     let m = wait_error(k.admin, "client_closed", 1.0).await;
-    assert_eq!(metric(&m, &errors("client_closed")), 1.0, "{m}");
-    assert_eq!(metric(&m, &errors("closed_before_head")), 0.0, "{m}");
+    assert_eq!(value(&m, &errors("client_closed")), 1.0, "{m}");
+    assert_eq!(value(&m, &errors("closed_before_head")), 0.0, "{m}");
     assert_eq!(
-        metric(&m, "kansas_requests_total{shard=\"s\",class=\"5xx\"}"),
+        value(&m, "kansas_requests_total{shard=\"s\",class=\"5xx\"}"),
         0.0,
         "{m}"
     );
 }
 
 /// Sends one request on a keep-alive connection and reads its answer (a Content-Length body).
-async fn exchange(c: &mut TcpStream, host: &str, path: &str) -> common::client::Resp {
+async fn exchange(
+    c: &mut TcpStream,
+    host: &str,
+    path: &str,
+) -> kansas_testkit::harness::client::Resp {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     c.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(r) = common::client::parse(&buf) {
+        if let Some(r) = kansas_testkit::harness::client::parse(&buf) {
             let len: usize = r.header("content-length").map_or(0, |l| l.parse().unwrap());
             if r.body.len() >= len {
                 return r;
@@ -248,22 +232,23 @@ async fn out_of_descriptors_is_kansas_own_503_and_is_logged_rarely() {
     drop(first);
     let mut rest = Vec::new();
     second.read_to_end(&mut rest).await.unwrap();
-    let r = common::client::parse(&rest).expect("an answer once a descriptor is free");
+    let r =
+        kansas_testkit::harness::client::parse(&rest).expect("an answer once a descriptor is free");
     assert_eq!(r.status, 200, "accepted once a connection closed");
 
-    let m = metrics(k.admin).await;
-    assert_eq!(metric(&m, &errors("out_of_fds")), 21.0, "{m}");
+    let m = scrape(k.admin).await;
+    assert_eq!(value(&m, &errors("out_of_fds")), 21.0, "{m}");
     for bad in [
         "connect_error",
         "connect_refused",
         "closed_before_head",
         "park_timeout",
     ] {
-        assert_eq!(metric(&m, &errors(bad)), 0.0, "{bad}: {m}");
+        assert_eq!(value(&m, &errors(bad)), 0.0, "{bad}: {m}");
     }
     let downs: f64 = (0..SHARDS)
         .map(|i| {
-            metric(
+            value(
                 &m,
                 &format!("kansas_shard_down_transitions_total{{shard=\"s{i}\"}}"),
             )

@@ -4,19 +4,18 @@
 //! old one serves; double SIGUSR1; SIGKILL of the worker (restarted, no refused connection) and of
 //! the master (workers exit); the state round trip.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::client::get;
-use common::fake::Fake;
-use common::kansas::{shard, Kansas};
 use http_body_util::{BodyExt, Empty};
+use kansas_testkit::harness::client::get;
+use kansas_testkit::harness::fake::Fake;
+use kansas_testkit::harness::kansas::{shard, Kansas};
+use kansas_testkit::harness::load::LoadRun;
+use kansas_testkit::harness::metrics::scrape_blocking;
 
 /// One queue registration through kansas, from a plain test thread; its status.
 fn register(k: &Kansas) -> u16 {
@@ -137,36 +136,11 @@ fn ten_upgrades_under_load_lose_nothing() {
         shard("s1", fakes[1].addr)
     );
     let k = Kansas::start(&body);
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
-    let shards = format!("{},{}", fakes[0].addr, fakes[1].addr);
-    let load = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
-        .args([
-            "--target",
-            &format!("http://{}", k.proxy),
-            "--shards",
-            &shards,
-        ])
-        .args([
-            "--clients",
-            "1000",
-            "--realms",
-            "50",
-            "--duration",
-            "22s",
-            "--publish-rate",
-            "200/s",
-        ])
-        .args([
-            "--settle",
-            "20s",
-            "--quiet",
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let load = LoadRun::new(k.proxy)
+        .shards(&[fakes[0].addr, fakes[1].addr])
+        .args(["--clients", "1000", "--realms", "50", "--duration", "22s"])
+        .args(["--publish-rate", "200/s", "--settle", "20s"])
+        .spawn();
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let loops: Vec<_> = [true, false]
@@ -182,14 +156,7 @@ fn ten_upgrades_under_load_lose_nothing() {
     for l in loops {
         l.join().unwrap();
     }
-    let out = load.wait_with_output().unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert!(out.status.success(), "{report:#}");
-    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
-    assert_eq!(report["events_lost"], 0);
-    assert_eq!(report["events_duplicated"], 0);
-    assert_eq!(report["events_out_of_order"], 0);
+    let report = load.wait_clean();
     assert_eq!(
         report["reloads"], 0,
         "queues are remembered across upgrades: {report:#}"
@@ -284,11 +251,7 @@ fn a_failing_or_hanging_new_worker_is_rolled_back() {
     }
     // With the switch removed, the next upgrade works.
     k.upgrade(1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let m = String::from_utf8(rt.block_on(get(k.admin, "x", "/metrics", &[])).body).unwrap();
+    let m = scrape_blocking(k.admin);
     assert!(
         m.contains("kansas_upgrade_rollbacks{step=\"start\"} 4"),
         "{m}"
@@ -606,7 +569,7 @@ fn a_worker_is_started_again_and_again_until_the_binary_is_back() {
     let fake = Fake::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("kansas");
-    std::fs::copy(common::kansas::binary(), &bin).unwrap();
+    std::fs::copy(kansas_testkit::harness::kansas::binary(), &bin).unwrap();
     let k = Kansas::start_from(&bin, &shard("s0", fake.addr));
     let pid = worker_pid(&k, 1);
     k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
@@ -678,7 +641,7 @@ fn queues_learned_before_an_upgrade_are_known_after_it() {
         assert_eq!(r.status, 200);
     }
     k.upgrade(1);
-    let m = String::from_utf8(rt.block_on(get(k.admin, "x", "/metrics", &[])).body).unwrap();
+    let m = scrape_blocking(k.admin);
     assert!(m.contains("kansas_queues 25"), "{m}");
     assert!(m.contains("kansas_generation 2"), "{m}");
     let restored = k

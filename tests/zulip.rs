@@ -8,18 +8,16 @@
 //! reordered events. And the harness can see a loss: a publisher that ignores residency makes
 //! the drained queues lose events and the run fail.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::Cli;
-use common::fake::{free_port, Fake};
-use common::kansas::Kansas;
-use common::nginx::Nginx;
-use common::pg::TestDb;
+use kansas_testkit::harness::cli::Cli;
+use kansas_testkit::harness::fake::{free_port, Fake};
+use kansas_testkit::harness::kansas::Kansas;
+use kansas_testkit::harness::load::{LoadRun, RunningLoad};
+use kansas_testkit::harness::metrics::{scrape_blocking, value};
+use kansas_testkit::harness::nginx::Nginx;
+use kansas_testkit::harness::pg::TestDb;
 
 /// One Zulip-like installation: PostgreSQL, fake shards following it, one or two kansas.
 struct World {
@@ -117,22 +115,20 @@ impl World {
     fn queue_list(&self, shard: usize, realm: usize) -> serde_json::Value {
         let fake = &self.fakes[shard];
         let path = format!("/fake/queues?realm={}", self.realm(realm));
-        block_on(common::client::get(fake.addr, "x", &path, &[])).json()
+        block_on(kansas_testkit::harness::client::get(
+            fake.addr,
+            "x",
+            &path,
+            &[],
+        ))
+        .json()
     }
 
     /// A counter summed over every kansas (`name` with its labels, as exposed).
     fn counter(&self, name: &str) -> u64 {
         self.kansas
             .iter()
-            .map(|k| {
-                let m = block_on(common::client::get(k.admin, "x", "/metrics", &[]));
-                let prefix = format!("{name} ");
-                String::from_utf8(m.body)
-                    .unwrap()
-                    .lines()
-                    .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
-                    .map_or(0, |n| n.parse().unwrap())
-            })
+            .map(|k| value(&scrape_blocking(k.admin), name) as u64)
             .sum()
     }
 
@@ -143,54 +139,31 @@ impl World {
 
     /// Starts kansas-load: `clients` over `realms`, publishing for `secs`.
     fn load(&self, clients: usize, realms: usize, secs: u64, extra: &[&str]) -> Load {
-        let json = self
-            .dir
-            .path()
-            .join(format!("report-{}.json", fastrand::u32(..)));
-        let child = Command::new(env!("CARGO_BIN_EXE_kansas-load"))
-            .args(["--target", &format!("http://{}", self.target())])
+        let load = LoadRun::new(self.target())
             .args(["--routing-config", &self.cli.config])
-            .args([
-                "--clients",
-                &clients.to_string(),
-                "--realms",
-                &realms.to_string(),
-            ])
+            .args(["--clients", &clients.to_string()])
+            .args(["--realms", &realms.to_string()])
             .args(["--duration", &format!("{secs}s"), "--publish-rate", "100/s"])
-            .args(["--settle", "20s", "--run-id", &self.run, "--quiet"])
-            .args(["--backoff-scale", "0.1", "--json", json.to_str().unwrap()])
-            .arg("--keep-queues")
+            .args(["--settle", "20s", "--run-id", &self.run])
+            .args(["--backoff-scale", "0.1", "--keep-queues"])
             .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Load { child, json }
+            .spawn();
+        Load(load)
     }
 }
 
-struct Load {
-    child: Child,
-    json: PathBuf,
-}
+struct Load(RunningLoad);
 
 impl Load {
     /// Waits for the run; returns whether it passed and its report.
     fn finish(self) -> (bool, serde_json::Value) {
-        let out = self.child.wait_with_output().unwrap();
-        let report = std::fs::read_to_string(&self.json)
-            .map(|t| serde_json::from_str(&t).unwrap())
-            .unwrap_or(serde_json::Value::Null);
-        (out.status.success(), report)
+        let (status, report) = self.0.wait();
+        (status.success(), report)
     }
 
     /// Waits for the run and expects it clean: nothing lost, duplicated, reordered, no error.
     fn clean(self) -> serde_json::Value {
-        let (passed, report) = self.finish();
-        assert!(passed, "kansas-load failed: {report:#}");
-        for key in ["events_lost", "events_duplicated", "events_out_of_order"] {
-            assert_eq!(report[key], 0, "{key}: {report:#}");
-        }
-        assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
+        let report = self.0.wait_clean();
         assert!(
             report["events_received"].as_u64().unwrap() > 100,
             "{report:#}"

@@ -86,12 +86,20 @@ pub enum ToMaster {
     },
 }
 
-/// Whether the test switch (`KANSAS_TEST_FAIL_FILE`, tests only) names `step`: the file it
-/// points at holds the step's name.
+/// Whether the test switch (`KANSAS_TEST_FAIL_FILE`) names `step`: the file it points at holds
+/// the step's name. Compiled only with the `test-faults` feature, which the tests turn on
+/// (through kansas-testkit); the daemon as built for operators has no switch.
+#[cfg(feature = "test-faults")]
 pub fn test_switch(step: &str) -> bool {
     std::env::var_os("KANSAS_TEST_FAIL_FILE")
         .and_then(|p| std::fs::read_to_string(p).ok())
         .is_some_and(|s| s.trim() == step)
+}
+
+/// Without the `test-faults` feature there is no switch: never.
+#[cfg(not(feature = "test-faults"))]
+pub fn test_switch(_step: &str) -> bool {
+    false
 }
 
 #[cfg(test)]

@@ -177,6 +177,8 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Creates the database (starting a server when needed): no `Default`, which would hide that.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> TestDb {
         if let Ok(base) = std::env::var("KANSAS_TEST_DATABASE_URL") {
             let name = format!("kansas_test_{:08x}", fastrand::u32(..));

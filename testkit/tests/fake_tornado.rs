@@ -6,13 +6,11 @@
 //! config, what Tornado with kansas_zulip's patches does for users it does not serve: redirect
 //! the GET, refuse the registration, forward the DELETE as a cleanup.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::client::{get, send, Resp};
-use common::fake::{free_port, Fake};
+use kansas_testkit::harness::client::{get, send, Resp};
+use kansas_testkit::harness::fake::{free_port, Fake};
 use serde_json::Value;
 
 const REALM: &str = "chat.example.com";
@@ -430,7 +428,7 @@ async fn user_split_redirects_other_ports_users() {
     assert_eq!(r.json()["result"], "success");
     assert!(!has_queue(fb.addr, &q).await, "b dropped the queue");
     // A process whose own port is not in the split refuses to start.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fake-tornado"))
+    let out = std::process::Command::new(kansas_testkit::harness::bins::fake_tornado())
         .args(["--listen", "127.0.0.1:0", "--user-split", &split])
         .output()
         .unwrap();
@@ -588,7 +586,7 @@ async fn routing_config_forwards_deletes_as_cleanups() {
 #[test]
 fn routing_config_conflicts_with_user_split_and_must_load() {
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fake-tornado"))
+        std::process::Command::new(kansas_testkit::harness::bins::fake_tornado())
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .output()

@@ -1,4 +1,4 @@
-//! The `fake-tornado` binary: a stand-in Zulip Tornado shard (see `kansas::fake_tornado`).
+//! The `fake-tornado` binary: a stand-in Zulip Tornado shard (see `kansas_testkit::fake_tornado`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kansas::fake_tornado::{FakeTornado, Options};
+use kansas_testkit::fake_tornado::{FakeTornado, Options};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// A faithful stand-in for one Zulip Tornado shard: event queues, long-polls, heartbeats,

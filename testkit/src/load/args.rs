@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// `60s`, `2m`, `1h`, `500ms`, or a bare number of seconds: the daemon's parser
-/// ([`crate::config::duration`]), with its message as the error.
+/// ([`kansas::config::duration`]), with its message as the error.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    crate::config::duration(s).map_err(|e| e.to_string())
+    kansas::config::duration(s).map_err(|e| e.to_string())
 }
 
 /// Events per second from `500/s`, `30000/m` or a bare number.

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use super::lane::{Op, PublishStats, Register, RegisterError, Registered};
 use super::publisher::Publisher;
 use crate::fake_tornado::routing::{shard_address, Routing};
-use crate::routing::residency::now_epoch;
+use kansas::routing::residency::now_epoch;
 
 /// How long a registration may wait for its shard's answer (it may be behind batches for a
 /// shard that is down).
@@ -170,7 +170,7 @@ mod tests {
         let text = "[[shards]]\nname = \"a\"\naddress = \"127.0.0.1:9800\"\n\
                     [[shards]]\nname = \"b\"\naddress = \"127.0.0.1:9801\"\n\
                     [assignments]\n\"r.example.com\" = \"b\"\n";
-        let routing = Routing::fixed(crate::config::parse(text).unwrap().routing);
+        let routing = Routing::fixed(kansas::config::parse(text).unwrap().routing);
         let users = HashMap::from([(Arc::from("r.example.com"), vec![1, 3, 5])]);
         Routed::new(routing, users, current_only)
     }

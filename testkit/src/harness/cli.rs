@@ -27,7 +27,7 @@ impl Cli {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kansas"))
+        Command::new(super::bins::kansas())
             .args(args)
             .args(["--config", &self.config])
             .env("USER", "tester")

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The kansas binary under test.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kansas"))
+    super::bins::kansas()
 }
 
 /// A running kansas; killed when dropped.

@@ -20,7 +20,7 @@ impl Fake {
 
     /// Starts `fake-tornado --listen LISTEN ARGS...`.
     pub fn start_on(listen: &str, args: &[&str]) -> Fake {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-tornado"))
+        let mut child = Command::new(super::bins::fake_tornado())
             .args(["--listen", listen])
             .args(args)
             .env_remove("RUST_LOG")

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
-use crate::routing::residency::now_epoch;
-use crate::routing::{normalize_host, Resident, Snapshot};
-use crate::store::follow::Follower;
+use kansas::routing::residency::now_epoch;
+use kansas::routing::{normalize_host, Resident, Snapshot};
+use kansas::store::follow::Follower;
 
 /// A routing snapshot kept current from the config file's database, if it has one.
 pub struct Routing {
@@ -27,7 +27,7 @@ impl Routing {
     /// unreachable database is not an error: routing starts from the file and catches up) and
     /// follows it in the background for as long as this value lives. Needs a Tokio runtime.
     pub async fn follow(path: &Path) -> Result<Routing, String> {
-        let config = crate::config::load(path)
+        let config = kansas::config::load(path)
             .map_err(|e| format!("routing config {}: {e}", path.display()))?;
         let snapshot = Arc::new(ArcSwap::from_pointee(config.routing.clone()));
         let follower = match config.database {
@@ -37,7 +37,7 @@ impl Routing {
                     db,
                     config.routing,
                     snapshot.clone(),
-                    crate::metrics::DbMetrics::default(),
+                    kansas::metrics::DbMetrics::default(),
                 );
                 f.initial()
                     .await
@@ -145,7 +145,7 @@ mod tests {
                     [[shards]]\nname = \"c\"\naddress = \"127.0.0.1:9802\"\n\
                     [assignments]\n\"one.example.com\" = \"b\"\n\
                     \"three.example.com\" = \"c\"\n";
-        Routing::fixed(crate::config::parse(text).unwrap().routing)
+        Routing::fixed(kansas::config::parse(text).unwrap().routing)
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `kansas-load` binary: parses arguments, runs `kansas::load`, prints the summary, writes
+//! The `kansas-load` binary: parses arguments, runs `kansas_testkit::load`, prints the summary, writes
 //! the JSON report, and exits 1 when events were lost, duplicated or reordered or errors went
 //! past the allowances (2 for bad arguments).
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kansas::load::{self, args, Options, RegisterVia};
+use kansas_testkit::load::{self, args, Options, RegisterVia};
 
 /// Simulated Zulip clients long-polling through kansas (or nginx, or a shard), counting every
 /// lost, duplicated or reordered event and every error by kind.

@@ -50,6 +50,20 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str, extra: &[(&str, &str)
     send(addr, req.as_bytes()).await
 }
 
+/// [`get`] from synchronous code (also inside a runtime: it runs on its own thread).
+pub fn blocking_get(addr: SocketAddr, host: &str, path: &str) -> Resp {
+    let (host, path) = (host.to_string(), path.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(get(addr, &host, &path, &[]))
+    })
+    .join()
+    .expect("the request's thread")
+}
+
 /// Parses one response (content-length, chunked, or to EOF).
 pub fn parse(buf: &[u8]) -> Option<Resp> {
     let mut headers = [httparse::EMPTY_HEADER; 64];

@@ -1,0 +1,9 @@
+//! kansas's test tools, kept out of the daemon: `fake_tornado` (a stand-in Zulip Tornado shard,
+//! also the `fake-tornado` binary), `load` (the `kansas-load` harness: simulated Zulip clients
+//! that check every event arrives once and in order) and `harness` (what the integration tests
+//! share: real `kansas`, `fake-tornado`, nginx and PostgreSQL processes, raw clients and
+//! upstreams, metric scrapers).
+
+pub mod fake_tornado;
+pub mod harness;
+pub mod load;
