@@ -4,7 +4,7 @@
 //! into a [`Snapshot`] against the configuration file's shards, which give kansas the addresses
 //! and fix the shard ids for the life of the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,10 +50,32 @@ impl RoutingState {
     /// shards the configuration lacks are appended as ghosts. Rows naming an unregistered shard,
     /// an invalid host or a pattern that does not compile are skipped and returned.
     pub fn snapshot(&self, config: &Snapshot) -> (Snapshot, Vec<Ignored>) {
-        let mut ignored = Vec::new();
+        let reachable = &config.shards()[..config.reachable_count()];
+        let shards = self.merged_shards(reachable);
+        let registered: HashSet<&str> = self.shards.iter().map(|s| s.name.as_str()).collect();
+        let mut rows = Rows {
+            id_of: shards
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| registered.contains(s.name.as_str()))
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
+            ignored: Vec::new(),
+        };
+        let assignments = rows.assignments(&self.assignments);
+        let rules = rows.rules(&self.rules);
+        let snapshot = Snapshot::build(shards, reachable.len(), assignments, rules)
+            .expect("the config's shard list is valid and registered names are unique")
+            .with_origin(Origin::Database);
+        rows.ignored.sort();
+        (snapshot, rows.ignored)
+    }
+
+    /// The configuration's reachable shards with the state's ports and weights (weight 0 when
+    /// the state does not register them), then the registered shards the configuration lacks.
+    fn merged_shards(&self, reachable: &[Shard]) -> Vec<Shard> {
         let registered: HashMap<&str, &StateShard> =
             self.shards.iter().map(|s| (s.name.as_str(), s)).collect();
-        let reachable: Vec<Shard> = config.shards()[..config.reachable_count()].to_vec();
         let mut shards: Vec<Shard> = reachable
             .iter()
             .map(|s| match registered.get(s.name.as_str()) {
@@ -78,69 +100,70 @@ impl RoutingState {
                 });
             }
         }
-        let id_of: HashMap<&str, usize> = shards
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| registered.contains_key(s.name.as_str()))
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        let targets = |names: &[String], what: &str, ignored: &mut Vec<Ignored>| {
-            let ids: Option<Vec<usize>> = names
-                .iter()
-                .map(|n| id_of.get(n.as_str()).copied())
-                .collect();
-            match ids {
-                Some(ids) if !ids.is_empty() => Some(Targets::from(ids)),
-                _ => {
-                    ignored.push(Ignored {
-                        what: what.to_string(),
-                        why: format!(
-                            "names a shard that is not registered ({})",
-                            names.join(", ")
-                        ),
-                    });
-                    None
-                }
+        shards
+    }
+}
+
+/// Turning the state's rows into routing entries, keeping the rows that cannot be used.
+struct Rows {
+    /// Registered shards by name: their index in the snapshot.
+    id_of: HashMap<String, usize>,
+    ignored: Vec<Ignored>,
+}
+
+impl Rows {
+    fn ignore(&mut self, what: String, why: String) {
+        self.ignored.push(Ignored { what, why });
+    }
+
+    /// The shards a row names, when every one is registered.
+    fn targets(&mut self, names: &[String], what: &str) -> Option<Targets> {
+        let ids: Option<Vec<usize>> = names.iter().map(|n| self.id_of.get(n).copied()).collect();
+        match ids {
+            Some(ids) if !ids.is_empty() => Some(Targets::from(ids)),
+            _ => {
+                let why = format!(
+                    "names a shard that is not registered ({})",
+                    names.join(", ")
+                );
+                self.ignore(what.to_string(), why);
+                None
             }
-        };
-        let mut assignments = HashMap::with_capacity(self.assignments.len());
-        for (realm, names) in &self.assignments {
+        }
+    }
+
+    fn assignments(&mut self, rows: &BTreeMap<String, Vec<String>>) -> HashMap<String, Targets> {
+        let mut assignments = HashMap::with_capacity(rows.len());
+        for (realm, names) in rows {
             let what = format!("assignment {realm} -> {}", names.join(","));
             if normalize_host(realm).ok().as_deref() != Some(realm.as_str()) {
-                ignored.push(Ignored {
-                    what,
-                    why: "not a valid realm host".into(),
-                });
+                self.ignore(what, "not a valid realm host".into());
                 continue;
             }
-            if let Some(t) = targets(names, &what, &mut ignored) {
+            if let Some(t) = self.targets(names, &what) {
                 assignments.insert(realm.clone(), t);
             }
         }
-        let mut rules = Vec::with_capacity(self.rules.len());
-        for r in &self.rules {
+        assignments
+    }
+
+    fn rules(&mut self, rows: &[StateRule]) -> Vec<Rule> {
+        let mut rules = Vec::with_capacity(rows.len());
+        for r in rows {
             let what = format!(
                 "rule {} {:?} -> {}",
                 r.priority,
                 r.pattern,
                 r.shards.join(",")
             );
-            let Some(t) = targets(&r.shards, &what, &mut ignored) else {
+            let Some(t) = self.targets(&r.shards, &what) else {
                 continue;
             };
             match Rule::split(&r.pattern, t) {
                 Ok(rule) => rules.push(rule),
-                Err(_) => ignored.push(Ignored {
-                    what,
-                    why: "invalid regular expression".into(),
-                }),
+                Err(_) => self.ignore(what, "invalid regular expression".into()),
             }
         }
-        let count = reachable.len();
-        let snapshot = Snapshot::build(shards, count, assignments, rules)
-            .expect("the config's shard list is valid and registered names are unique")
-            .with_origin(Origin::Database);
-        ignored.sort();
-        (snapshot, ignored)
+        rules
     }
 }
