@@ -168,21 +168,78 @@ pub fn plan(
     sharding: &Sharding,
     default_port: Option<u16>,
 ) -> Result<Plan, Vec<String>> {
-    let by_port: BTreeMap<u16, &str> = snapshot
-        .shards()
-        .iter()
-        .map(|s| (s.port, s.name.as_str()))
-        .collect();
-    let mut problems = Vec::new();
+    let mut ports = Ports {
+        by_port: snapshot
+            .shards()
+            .iter()
+            .map(|s| (s.port, s.name.as_str()))
+            .collect(),
+        problems: Vec::new(),
+    };
     let mut out = Plan::default();
-    let shards_for = |what: &str, ports: &[u16], problems: &mut Vec<String>| {
+    for (host, list) in &sharding.hosts {
+        let Ok(realm) = normalize_host(host) else {
+            ports
+                .problems
+                .push(format!("{host:?} is not a valid realm host"));
+            continue;
+        };
+        if let Some(shards) = ports.shards(host, list) {
+            out.assignments.push((realm, shards, import_note(list)));
+        }
+    }
+    for (pattern, list) in &sharding.regexes {
+        if Rule::new(pattern, 0).is_err() {
+            ports.problems.push(format!(
+                "regex {pattern:?} is not valid here (Rust regex syntax)"
+            ));
+            continue;
+        }
+        if let Some(shards) = ports.shards(pattern, list) {
+            out.rules.push((pattern.clone(), shards));
+        }
+    }
+    if let Some(port) = default_port {
+        if let Some(shards) = ports.shards("the default Tornado port", &[port]) {
+            out.rules.push((CATCH_ALL.to_string(), shards));
+        }
+    }
+    if ports.problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ports.problems)
+    }
+}
+
+/// The note an imported assignment gets.
+fn import_note(ports: &[u16]) -> String {
+    if ports.len() > 1 {
+        let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+        format!(
+            "imported from Zulip; split by user over ports {}",
+            list.join(", ")
+        )
+    } else {
+        "imported from Zulip".to_string()
+    }
+}
+
+/// Zulip's Tornado ports → the configured shards, collecting what does not map.
+struct Ports<'a> {
+    by_port: BTreeMap<u16, &'a str>,
+    problems: Vec<String>,
+}
+
+impl Ports<'_> {
+    /// The shards of `ports` (for `what`), when each is configured and none is listed twice.
+    fn shards(&mut self, what: &str, ports: &[u16]) -> Option<Vec<String>> {
         let missing: Vec<String> = ports
             .iter()
-            .filter(|p| !by_port.contains_key(p))
+            .filter(|p| !self.by_port.contains_key(p))
             .map(|p| p.to_string())
             .collect();
         if !missing.is_empty() {
-            problems.push(format!(
+            self.problems.push(format!(
                 "{what}: no configured shard has Tornado port {}",
                 missing.join(", ")
             ));
@@ -191,59 +248,13 @@ pub fn plan(
         let mut seen = Vec::new();
         for p in ports {
             if seen.contains(p) {
-                problems.push(format!("{what}: port {p} is listed twice"));
+                self.problems
+                    .push(format!("{what}: port {p} is listed twice"));
                 return None;
             }
             seen.push(*p);
         }
-        Some(
-            ports
-                .iter()
-                .map(|p| by_port[p].to_string())
-                .collect::<Vec<_>>(),
-        )
-    };
-    for (host, ports) in &sharding.hosts {
-        let realm = match normalize_host(host) {
-            Ok(r) => r,
-            Err(_) => {
-                problems.push(format!("{host:?} is not a valid realm host"));
-                continue;
-            }
-        };
-        if let Some(shards) = shards_for(host, ports, &mut problems) {
-            let note = if ports.len() > 1 {
-                let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-                format!(
-                    "imported from Zulip; split by user over ports {}",
-                    list.join(", ")
-                )
-            } else {
-                "imported from Zulip".to_string()
-            };
-            out.assignments.push((realm, shards, note));
-        }
-    }
-    for (pattern, ports) in &sharding.regexes {
-        if Rule::new(pattern, 0).is_err() {
-            problems.push(format!(
-                "regex {pattern:?} is not valid here (Rust regex syntax)"
-            ));
-            continue;
-        }
-        if let Some(shards) = shards_for(pattern, ports, &mut problems) {
-            out.rules.push((pattern.clone(), shards));
-        }
-    }
-    if let Some(port) = default_port {
-        if let Some(shards) = shards_for("the default Tornado port", &[port], &mut problems) {
-            out.rules.push((CATCH_ALL.to_string(), shards));
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
+        Some(ports.iter().map(|p| self.by_port[p].to_string()).collect())
     }
 }
 
