@@ -82,155 +82,205 @@ pub fn backoff(failures: u32, scale: f64) -> Duration {
     Duration::from_secs_f64(base * (1.0 + fastrand::f64()) / 2.0 * scale)
 }
 
+/// A client's state between polls.
+struct Client {
+    spec: ClientSpec,
+    stats: Stats,
+    reg: Option<Registration>,
+    conn: Conn,
+    queue_id: Option<String>,
+    last_event_id: i64,
+    failures: u32,
+}
+
 /// Runs the client until `stop`.
 pub async fn run(spec: ClientSpec, stop: CancellationToken) -> ClientResult {
-    let mut stats = Stats::default();
-    let mut reg: Option<Registration> = None;
     tokio::select! {
-        _ = stop.cancelled() => return ClientResult { realm: spec.realm, stats, open: None },
+        _ = stop.cancelled() => {
+            return ClientResult { realm: spec.realm, stats: Stats::default(), open: None };
+        }
         _ = tokio::time::sleep(spec.start_delay) => {}
     }
-    let mut conn = Conn::new(spec.target, spec.source);
-    let mut queue_id: Option<String> = None;
-    let mut last_event_id: i64 = -1;
-    let mut failures: u32 = 0;
-    let lifespan = match spec.lifespan_secs {
-        0 => String::new(),
-        n => format!("&lifespan_secs={n}"),
+    let mut c = Client {
+        conn: Conn::new(spec.target, spec.source),
+        spec,
+        stats: Stats::default(),
+        reg: None,
+        queue_id: None,
+        last_event_id: -1,
+        failures: 0,
     };
     loop {
-        if let (None, Some(django)) = (&queue_id, &spec.django) {
-            let user = spec.id as u64;
+        let retry_in = if let (None, Some(django)) = (&c.queue_id, c.spec.django.clone()) {
+            let user = c.spec.id as u64;
             let registered = tokio::select! {
                 _ = stop.cancelled() => break,
-                r = django.register(&spec.realm, user, spec.lifespan_secs) => r,
+                r = django.register(&c.spec.realm, user, c.spec.lifespan_secs) => r,
             };
             match registered {
                 Ok(r) => {
-                    queue_id = Some(r.queue_id);
-                    last_event_id = -1;
-                    failures = 0;
-                    stats.registrations += 1;
-                    reg = Some(Registration::new(r.realm_seq));
-                    spec.last_seq.store(r.realm_seq, Ordering::Relaxed);
-                    spec.live.registered.fetch_add(1, Ordering::Relaxed);
+                    c.registered(r.queue_id, r.realm_seq);
+                    None
                 }
                 Err(e) => {
-                    tracing::debug!(client = spec.id, error = ?e, "registration failed");
-                    failures += 1;
-                    note_error(&mut stats, &spec, "register_failed");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff(failures, spec.backoff_scale)) => {}
-                    }
+                    tracing::debug!(client = c.spec.id, error = ?e, "registration failed");
+                    Some(c.failed("register_failed"))
                 }
             }
-            continue;
+        } else {
+            let req = c.request();
+            let started = Instant::now();
+            let result = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = c.conn.send(req, c.spec.request_timeout) => r,
+            };
+            c.answered(result, started)
+        };
+        if let Some(delay) = retry_in {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
         }
-        let uri = match &queue_id {
-            None => format!(
-                "http://{}{}?dont_block=true{lifespan}",
-                spec.target, spec.path
-            ),
+    }
+    if let (Some(q), Some(timeout)) = (&c.queue_id, c.spec.delete_timeout) {
+        // The long-poll in flight was abandoned: its connection cannot carry the DELETE.
+        c.conn.reset();
+        delete(&mut c.conn, &c.spec, q, timeout, &mut c.stats).await;
+    }
+    ClientResult {
+        realm: c.spec.realm,
+        stats: c.stats,
+        open: c.reg,
+    }
+}
+
+impl Client {
+    /// The next request: a registration through the target, or a poll of the queue.
+    fn request(&self) -> Request<Full<Bytes>> {
+        let spec = &self.spec;
+        let uri = match &self.queue_id {
+            None => {
+                let lifespan = match spec.lifespan_secs {
+                    0 => String::new(),
+                    n => format!("&lifespan_secs={n}"),
+                };
+                format!(
+                    "http://{}{}?dont_block=true{lifespan}",
+                    spec.target, spec.path
+                )
+            }
             Some(q) => format!(
-                "http://{}{}?queue_id={q}&last_event_id={last_event_id}{}",
+                "http://{}{}?queue_id={q}&last_event_id={}{}",
                 spec.target,
                 spec.path,
-                if failures > 0 { "&dont_block=true" } else { "" }
+                self.last_event_id,
+                if self.failures > 0 {
+                    "&dont_block=true"
+                } else {
+                    ""
+                }
             ),
         };
-        let req = Request::get(uri)
+        Request::get(uri)
             .header(http::header::HOST, &*spec.realm)
             .header(USER_ID_HEADER, spec.id.to_string())
             .body(Full::new(Bytes::new()))
-            .expect("valid request");
-        let started = Instant::now();
-        let result = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = conn.send(req, spec.request_timeout) => r,
-        };
-        stats.requests += 1;
-        spec.live.requests.fetch_add(1, Ordering::Relaxed);
-        let _ = stats
-            .round_trip
-            .record(started.elapsed().as_micros().max(1) as u64);
+            .expect("valid request")
+    }
+
+    /// A queue was registered.
+    fn registered(&mut self, queue_id: String, realm_seq: u64) {
+        self.queue_id = Some(queue_id);
+        self.last_event_id = -1;
+        self.failures = 0;
+        self.stats.registrations += 1;
+        self.reg = Some(Registration::new(realm_seq));
+        self.spec.last_seq.store(realm_seq, Ordering::Relaxed);
+        self.spec.live.registered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A failure of `kind`: counted; returns the web app's delay before the next try.
+    fn failed(&mut self, kind: &str) -> Duration {
+        self.failures += 1;
+        note_error(&mut self.stats, &self.spec, kind);
+        backoff(self.failures, self.spec.backoff_scale)
+    }
+
+    /// What the target answered (or how the request failed); `Some(delay)` to wait before the
+    /// next request.
+    fn answered(
+        &mut self,
+        result: Result<Answer, super::conn::Failure>,
+        started: Instant,
+    ) -> Option<Duration> {
+        self.stats.requests += 1;
+        self.spec.live.requests.fetch_add(1, Ordering::Relaxed);
+        let micros = started.elapsed().as_micros().max(1) as u64;
+        let _ = self.stats.round_trip.record(micros);
         let outcome = match result {
             Err(f) => Err(f.name().to_string()),
             Ok(answer) => {
-                *stats.by_status.entry(answer.status.as_u16()).or_default() += 1;
+                *self
+                    .stats
+                    .by_status
+                    .entry(answer.status.as_u16())
+                    .or_default() += 1;
                 interpret(&answer)
             }
         };
         match outcome {
-            Ok(body) if queue_id.is_none() => match (body.queue_id, body.realm_seq) {
-                (Some(q), Some(seq)) => {
-                    queue_id = Some(q);
-                    last_event_id = -1;
-                    failures = 0;
-                    stats.registrations += 1;
-                    reg = Some(Registration::new(seq));
-                    spec.last_seq.store(seq, Ordering::Relaxed);
-                    spec.live.registered.fetch_add(1, Ordering::Relaxed);
+            Ok(body) if self.queue_id.is_none() => {
+                if let (Some(q), Some(seq)) = (body.queue_id, body.realm_seq) {
+                    self.registered(q, seq);
+                } else {
+                    self.failures += 1;
+                    note_error(&mut self.stats, &self.spec, "malformed");
                 }
-                _ => {
-                    failures += 1;
-                    note_error(&mut stats, &spec, "malformed");
-                }
-            },
+                None
+            }
             Ok(body) => {
-                failures = 0;
-                let r = reg.as_mut().expect("registered");
-                for ev in body.events.unwrap_or_default() {
-                    if let Some(id) = ev["id"].as_i64() {
-                        last_event_id = last_event_id.max(id);
-                    }
-                    if ev["type"] == "fake_event" {
-                        let (Some(seq), Some(at)) =
-                            (ev["seq"].as_u64(), ev["published_at_us"].as_u64())
-                        else {
-                            note_error(&mut stats, &spec, "malformed");
-                            continue;
-                        };
-                        r.receive(seq, &mut stats);
-                        let latency = now_us().saturating_sub(at).max(1);
-                        let _ = stats.event_latency.record(latency);
-                        if at >= spec.steady_after_us {
-                            let _ = stats.event_latency_steady.record(latency);
-                        }
-                        spec.live.events.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                spec.last_seq.store(r.last_seq, Ordering::Relaxed);
+                self.failures = 0;
+                self.events(body.events.unwrap_or_default());
+                None
             }
             Err(kind) if kind == "reload" => {
-                stats.reloads += 1;
-                if let Some(r) = reg.take() {
-                    r.close(None, &mut stats);
-                    spec.live.registered.fetch_sub(1, Ordering::Relaxed);
+                self.stats.reloads += 1;
+                if let Some(r) = self.reg.take() {
+                    r.close(None, &mut self.stats);
+                    self.spec.live.registered.fetch_sub(1, Ordering::Relaxed);
                 }
-                spec.last_seq.store(u64::MAX, Ordering::Relaxed);
-                queue_id = None;
+                self.spec.last_seq.store(u64::MAX, Ordering::Relaxed);
+                self.queue_id = None;
+                None
             }
-            Err(kind) => {
-                failures += 1;
-                note_error(&mut stats, &spec, &kind);
-                let delay = backoff(failures, spec.backoff_scale);
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
+            Err(kind) => Some(self.failed(&kind)),
         }
     }
-    if let (Some(q), Some(timeout)) = (&queue_id, spec.delete_timeout) {
-        // The long-poll in flight was abandoned: its connection cannot carry the DELETE.
-        conn.reset();
-        delete(&mut conn, &spec, q, timeout, &mut stats).await;
-    }
-    ClientResult {
-        realm: spec.realm,
-        stats,
-        open: reg,
+
+    /// The events of one poll: every id counts for `last_event_id`; `fake_event`s are checked.
+    fn events(&mut self, events: Vec<serde_json::Value>) {
+        let r = self.reg.as_mut().expect("registered");
+        for ev in events {
+            if let Some(id) = ev["id"].as_i64() {
+                self.last_event_id = self.last_event_id.max(id);
+            }
+            if ev["type"] != "fake_event" {
+                continue;
+            }
+            let (Some(seq), Some(at)) = (ev["seq"].as_u64(), ev["published_at_us"].as_u64()) else {
+                note_error(&mut self.stats, &self.spec, "malformed");
+                continue;
+            };
+            r.receive(seq, &mut self.stats);
+            let latency = now_us().saturating_sub(at).max(1);
+            let _ = self.stats.event_latency.record(latency);
+            if at >= self.spec.steady_after_us {
+                let _ = self.stats.event_latency_steady.record(latency);
+            }
+            self.spec.live.events.fetch_add(1, Ordering::Relaxed);
+        }
+        self.spec.last_seq.store(r.last_seq, Ordering::Relaxed);
     }
 }
 

@@ -105,30 +105,101 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         .collect();
     let stop_clients = CancellationToken::new();
     let stop_publisher = CancellationToken::new();
-    let routed = match &opts.routing_config {
-        None if opts.register_via == RegisterVia::Django || opts.publish_current_only => {
-            return Err(
-                "registering via Django and --publish-current-only need --routing-config".into(),
-            )
-        }
-        None => None,
-        Some(path) => {
-            let mut users: HashMap<Arc<str>, Vec<u64>> = HashMap::new();
-            for id in 0..opts.clients {
-                let realm = realms[id % realms.len()].clone();
-                users.entry(realm).or_default().push(id as u64);
-            }
-            let routing = Routing::follow(path).await?;
-            Some(Routed::new(routing, users, opts.publish_current_only))
-        }
-    };
+    let routed = routed(&opts, &realms).await?;
     let publisher = Arc::new(Publisher::new(
         opts.shards.clone(),
         routed,
         stop_publisher.clone(),
     ));
-    let django = (opts.register_via == RegisterVia::Django).then(|| publisher.clone());
     let live = Arc::new(Live::default());
+    let (handles, last_seqs) = start_clients(&opts, &realms, &publisher, &live, &stop_clients);
+    let progress = opts
+        .progress
+        .then(|| spawn_progress(live.clone(), opts.clients));
+    publish_for(&publisher, &realms, opts.publish_rate, opts.duration).await;
+    let final_seq = publisher.seqs();
+    let published: u64 = final_seq.values().sum();
+
+    // Let every shard take what is queued for it, then let the clients catch up.
+    let settle_deadline = Instant::now() + opts.settle;
+    tokio::select! {
+        _ = publisher.drained() => {}
+        _ = tokio::time::sleep_until(settle_deadline.into()) => stop_publisher.cancel(),
+    }
+    while Instant::now() < settle_deadline && behind(&last_seqs, &final_seq) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Clients stop (deleting their queues), then the lanes.
+    stop_clients.cancel();
+    let mut total = Stats::default();
+    for h in handles {
+        let Ok(r) = h.await else { continue };
+        let mut stats = r.stats;
+        match &r.open {
+            Some(open) => open.close(
+                Some(final_seq.get(&r.realm).copied().unwrap_or(0)),
+                &mut stats,
+            ),
+            None => total.error("never_registered"),
+        }
+        total.merge(&stats);
+    }
+    stop_publisher.cancel();
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let pub_stats = &publisher.stats;
+    tracing::debug!(
+        posts = pub_stats.posts.load(Ordering::Relaxed),
+        retries = pub_stats.retries.load(Ordering::Relaxed),
+        undeliverable = pub_stats.undeliverable.load(Ordering::Relaxed),
+        "publisher done"
+    );
+    Ok(Report::new(
+        opts.target.to_string(),
+        opts.clients,
+        realms.len(),
+        started.elapsed().as_secs_f64(),
+        published,
+        &total,
+        &opts.allow,
+    ))
+}
+
+/// Following a routing config as Django does, when one is given.
+async fn routed(opts: &Options, realms: &[Arc<str>]) -> Result<Option<Routed>, String> {
+    let Some(path) = &opts.routing_config else {
+        if opts.register_via == RegisterVia::Django || opts.publish_current_only {
+            return Err(
+                "registering via Django and --publish-current-only need --routing-config".into(),
+            );
+        }
+        return Ok(None);
+    };
+    let mut users: HashMap<Arc<str>, Vec<u64>> = HashMap::new();
+    for id in 0..opts.clients {
+        let realm = realms[id % realms.len()].clone();
+        users.entry(realm).or_default().push(id as u64);
+    }
+    let routing = Routing::follow(path).await?;
+    Ok(Some(Routed::new(routing, users, opts.publish_current_only)))
+}
+
+/// Each client's task, and its realm with its highest received sequence number.
+type Started = (
+    Vec<tokio::task::JoinHandle<client::ClientResult>>,
+    Vec<(Arc<str>, Arc<AtomicU64>)>,
+);
+
+/// Starts every client (their start spread over the ramp).
+fn start_clients(
+    opts: &Options,
+    realms: &[Arc<str>],
+    publisher: &Arc<Publisher>,
+    live: &Arc<Live>,
+    stop: &CancellationToken,
+) -> Started {
+    let django = (opts.register_via == RegisterVia::Django).then(|| publisher.clone());
     let mut last_seqs = Vec::with_capacity(opts.clients);
     let mut handles = Vec::with_capacity(opts.clients);
     let steady_after_us = publisher::now_us() + opts.ramp.as_micros() as u64;
@@ -155,70 +226,18 @@ pub async fn run(opts: Options) -> Result<Report, String> {
             lifespan_secs: opts.lifespan_secs,
             delete_timeout: (!opts.keep_queues).then(|| opts.request_timeout.min(DELETE_TIMEOUT)),
         };
-        handles.push(tokio::spawn(client::run(spec, stop_clients.clone())));
+        handles.push(tokio::spawn(client::run(spec, stop.clone())));
     }
+    (handles, last_seqs)
+}
 
-    let progress = opts
-        .progress
-        .then(|| spawn_progress(live.clone(), opts.clients));
-    publish_for(&publisher, &realms, opts.publish_rate, opts.duration).await;
-    let final_seq = publisher.seqs();
-    let published: u64 = final_seq.values().sum();
-
-    // Let every shard take what is queued for it, then let the clients catch up.
-    let settle_deadline = Instant::now() + opts.settle;
-    tokio::select! {
-        _ = publisher.drained() => {}
-        _ = tokio::time::sleep_until(settle_deadline.into()) => stop_publisher.cancel(),
-    }
-    while Instant::now() < settle_deadline {
-        let behind = last_seqs.iter().any(|(realm, seq)| {
-            let want = final_seq.get(realm).copied().unwrap_or(0);
-            let have = seq.load(Ordering::Relaxed);
-            have == u64::MAX || have < want
-        });
-        if !behind {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Clients stop (deleting their queues), then the lanes.
-    stop_clients.cancel();
-
-    let mut total = Stats::default();
-    for h in handles {
-        let Ok(r) = h.await else { continue };
-        let mut stats = r.stats;
-        if let Some(open) = &r.open {
-            open.close(
-                Some(final_seq.get(&r.realm).copied().unwrap_or(0)),
-                &mut stats,
-            );
-        } else {
-            total.error("never_registered");
-        }
-        total.merge(&stats);
-    }
-    stop_publisher.cancel();
-    if let Some(p) = progress {
-        p.abort();
-    }
-    let pub_stats = &publisher.stats;
-    tracing::debug!(
-        posts = pub_stats.posts.load(Ordering::Relaxed),
-        retries = pub_stats.retries.load(Ordering::Relaxed),
-        undeliverable = pub_stats.undeliverable.load(Ordering::Relaxed),
-        "publisher done"
-    );
-    Ok(Report::new(
-        opts.target.to_string(),
-        opts.clients,
-        realms.len(),
-        started.elapsed().as_secs_f64(),
-        published,
-        &total,
-        &opts.allow,
-    ))
+/// Whether any client is unregistered or has not yet received its realm's last event.
+fn behind(last_seqs: &[(Arc<str>, Arc<AtomicU64>)], final_seq: &HashMap<Arc<str>, u64>) -> bool {
+    last_seqs.iter().any(|(realm, seq)| {
+        let want = final_seq.get(realm).copied().unwrap_or(0);
+        let have = seq.load(Ordering::Relaxed);
+        have == u64::MAX || have < want
+    })
 }
 
 /// Publishes at `rate` events/s for `duration`, to random realms.
