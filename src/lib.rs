@@ -9,7 +9,7 @@
 //! - [`queues`]: which shard each event queue lives on, and realm moves;
 //! - [`parking`]: holding GETs while their shard restarts, and replaying them;
 //! - [`store`]: PostgreSQL as the routing authority, followed live; operator commands;
-//! - [`error`]: every failure and the table mapping it to an HTTP answer;
+//! - [`error`]: every way a proxied request can fail (the table of answers is in [`proxy`]);
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the loopback admin listener;
 //! - [`cli`]: the command line;
 //! - [`master`], [`worker`] and [`handoff`]: the supervisor-parent master, its workers, and

@@ -11,12 +11,14 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
+use super::answers;
 use super::body::ClientBody;
-use super::forward::{attempt, read_small, upstream_uri, Route};
+use super::forward::{read_small, FromShard, Route};
 use super::headers;
 use super::upstream;
+use super::upstream::{attempt, upstream_uri};
 use super::Proxy;
-use crate::error::{json_response, ProxyError};
+use crate::error::ProxyError;
 use crate::routing::ShardId;
 
 /// Whether the request names a queue the map does not know: it may live on another of the
@@ -50,35 +52,37 @@ pub(super) fn other_resident_shards(
 }
 
 /// While the answer so far is `BAD_EVENT_QUEUE_ID`, asks each of `others` in turn (`ask` sends
-/// the request there and says which shard answered); the first that has the queue answers and
-/// becomes `final_shard`. When none has it (or none answers), the first shard's answer stands.
+/// the request there and says which shard answered); the first that has the queue answers, and
+/// its shard is returned with its answer. When none has it (or none answers), the first shard's
+/// answer stands.
 ///
 /// Boxed where it is called: a forward future lives as long as its long-poll and is as large
 /// as its largest await, and this one (another shard's whole exchange) is rarely needed.
 pub(super) async fn ask_others<F>(
     proxy: &Proxy,
-    mut resp: Response<ClientBody>,
+    answered: (ShardId, Response<ClientBody>),
     others: Vec<ShardId>,
-    final_shard: &mut ShardId,
     mut ask: impl FnMut(ShardId) -> F,
-) -> Result<Response<ClientBody>, ProxyError>
+) -> FromShard
 where
-    F: std::future::Future<Output = Result<(Response<ClientBody>, ShardId), ProxyError>>,
+    F: std::future::Future<Output = FromShard>,
 {
+    let (mut shard, mut resp) = answered;
     for other in others {
-        let bad = match bad_queue(proxy, resp).await? {
-            Ok(bad) => bad,
-            Err(answer) => return Ok(answer),
+        let bad = match bad_queue(proxy, resp).await {
+            Ok(Ok(bad)) => bad,
+            Ok(Err(answer)) => return (shard, Ok(answer)),
+            Err(e) => return (shard, Err(e)),
         };
         resp = match ask(other).await {
-            Ok((r, shard)) if r.status() != StatusCode::BAD_REQUEST => {
-                *final_shard = shard;
+            (from, Ok(r)) if r.status() != StatusCode::BAD_REQUEST => {
+                shard = from;
                 r
             }
             _ => bad.response(),
         };
     }
-    Ok(resp)
+    (shard, Ok(resp))
 }
 
 /// A shard's `BAD_EVENT_QUEUE_ID` answer, read whole (it is small and immediate) so it can be
@@ -181,14 +185,8 @@ pub(super) async fn reload_prepared(
             }
         });
     }
-    let body = serde_json::json!({
-        "result": "error",
-        "msg": format!("Bad event queue ID: {queue_id}"),
-        "code": "BAD_EVENT_QUEUE_ID",
-        "queue_id": queue_id,
-    });
     if !proxy.reload_delay.is_zero() {
         tokio::time::sleep(proxy.reload_delay).await;
     }
-    json_response(StatusCode::BAD_REQUEST, &body.to_string()).map(Either::Right)
+    answers::bad_event_queue(queue_id)
 }

@@ -1,29 +1,26 @@
 //! Forwarding a request to its shard: the upstream request head (headers cleaned,
-//! `X-Forwarded-For` appended, request id), one attempt with a deadline on the response head;
-//! for GETs, parking while the shard is down, replaying when it is back, and following Zulip's
+//! `X-Forwarded-For` appended, request id), sent (one try: `upstream::attempt`); for GETs, parking while the shard is down, replaying when it is back, and following Zulip's
 //! `X-Accel-Redirect` (one hop, configured shards only); and teaching the queue map from the
 //! answers.
 
 use std::net::SocketAddr;
-use std::sync::LazyLock;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{ClientBody, Watched};
+use super::answers;
+use super::body::ClientBody;
 use super::elsewhere::{ask_others, may_be_elsewhere, other_resident_shards, reload_prepared};
 use super::headers::{self, X_REQUEST_ID};
-use super::throttle::Throttle;
-use super::upstream::{self, classify, UpstreamBody};
+use super::upstream::{self, attempt, upstream_uri, UpstreamBody};
 use super::Proxy;
 use crate::config::TimeoutAnswer;
-use crate::error::{json_response, ProxyError};
+use crate::error::ProxyError;
 use crate::parking::Released;
 use crate::routing::ShardId;
 
@@ -31,8 +28,6 @@ use crate::routing::ShardId;
 const X_ACCEL_REDIRECT: &str = "x-accel-redirect";
 /// Largest queue-registration answer read to learn its `queue_id`.
 const MAX_REGISTRATION_BODY: usize = 64 * 1024;
-/// At most one line per this interval for a failure that can repeat at request rate.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Where a request goes and what the queue map should learn from it.
 pub struct Route<'a> {
@@ -61,36 +56,25 @@ impl Payload {
     }
 }
 
-/// Sends the request; returns the shard that answered (after a redirect, the redirect's; after
-/// an unknown queue was found on another resident shard, that one's; on a failure, the one
-/// that failed) and the answer, headers cleaned, body streaming.
-pub async fn forward(
-    proxy: &std::sync::Arc<Proxy>,
-    parts: http::request::Parts,
-    payload: Payload,
-    peer: SocketAddr,
-    route: Route<'_>,
-    request_id: &HeaderValue,
-) -> (ShardId, Result<Response<ClientBody>, ProxyError>) {
-    let mut shard = route.target;
-    let answer = forward_to(proxy, parts, payload, peer, route, request_id, &mut shard).await;
-    (shard, answer)
-}
+/// An answer, or why there is none, and the shard it came from: the one that answered (after a
+/// redirect, the redirect's; after an unknown queue was found on another resident shard, that
+/// one's) or, on a failure, the one that failed.
+pub type FromShard<T = Response<ClientBody>> = (ShardId, Result<T, ProxyError>);
 
-/// [`forward`], with the shard it is using kept up to date in `final_shard` as it goes.
-async fn forward_to(
+/// Sends the request; returns the answer, headers cleaned, body streaming, and the shard it
+/// came from.
+pub async fn forward(
     proxy: &std::sync::Arc<Proxy>,
     mut parts: http::request::Parts,
     payload: Payload,
     peer: SocketAddr,
     route: Route<'_>,
     request_id: &HeaderValue,
-    final_shard: &mut ShardId,
-) -> Result<Response<ClientBody>, ProxyError> {
+) -> FromShard {
     let limit = proxy.limits.max_body_bytes;
     if let Payload::Stream(body) = &payload {
         if body.size_hint().exact().is_some_and(|len| len > limit) {
-            return Err(ProxyError::BodyTooLarge);
+            return (route.target, Err(ProxyError::BodyTooLarge));
         }
     }
     let path_and_query = parts
@@ -108,41 +92,63 @@ async fn forward_to(
 
     // Only a bodiless GET is safe to hold, send again, or redirect.
     if parts.method == Method::GET && payload.is_empty() {
-        let registration = route.queue_id.is_none() && is_registration(&parts.uri);
-        // A known queue lives on its shard: a redirect from there means the shard no longer
-        // serves the user (its realm stopped being resident there an instant after kansas
-        // decided), so the queue gets no more events and the client must re-register.
-        let follow = !route.known;
-        // The head's headers live in `get` (which may send them again) while the poll waits,
-        // and come back for the rare exchange after it: one copy per waiting long-poll.
-        let headers = std::mem::take(&mut parts.headers);
-        let (mut resp, headers) =
-            get(proxy, route.target, parts.uri, headers, final_shard, follow).await?;
-        parts.headers = headers;
-        if let (false, Some(q)) = (follow, route.queue_id) {
-            if resp.headers().contains_key(X_ACCEL_REDIRECT) {
-                parts.uri = Uri::from(path_and_query);
-                let reloading = Box::pin(reload_prepared(proxy, parts, route.target, q));
-                return Ok(reloading.await);
-            }
-        }
-        let others = other_resident_shards(proxy, &route, &resp);
-        if !others.is_empty() {
-            let headers = &parts.headers;
-            let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
-                let uri = upstream_uri(proxy, other, path_and_query.clone());
-                let headers = headers.clone();
-                async move {
-                    let mut shard = other;
-                    let (r, _) = get(proxy, other, uri, headers, &mut shard, true).await?;
-                    Ok((r, shard))
-                }
-            }));
-            resp = asking.await?;
-        }
-        return learn_from_get(proxy, &route, registration, *final_shard, resp).await;
+        return forward_get(proxy, parts, route, path_and_query).await;
     }
-    send(proxy, parts, payload, &route, path_and_query, final_shard).await
+    send(proxy, parts, payload, &route, path_and_query).await
+}
+
+/// A bodiless GET, its head ready for the shard: [`get`], then the reload answer for a known
+/// queue the shard redirected away, or the realm's other resident shards asked for an unknown
+/// queue, and the queue map taught from the answer.
+async fn forward_get(
+    proxy: &std::sync::Arc<Proxy>,
+    mut parts: http::request::Parts,
+    route: Route<'_>,
+    path_and_query: PathAndQuery,
+) -> FromShard {
+    let registration = route.queue_id.is_none() && is_registration(&parts.uri);
+    // A known queue lives on its shard: a redirect from there means the shard no longer
+    // serves the user (its realm stopped being resident there an instant after kansas
+    // decided), so the queue gets no more events and the client must re-register.
+    let follow = !route.known;
+    // The head's headers live in `get` (which may send them again) while the poll waits,
+    // and come back for the rare exchange after it: one copy per waiting long-poll.
+    let headers = std::mem::take(&mut parts.headers);
+    let (shard, got) = get(proxy, route.target, parts.uri, headers, follow).await;
+    let (resp, headers) = match got {
+        Ok(got) => got,
+        Err(e) => return (shard, Err(e)),
+    };
+    parts.headers = headers;
+    if let (false, Some(q)) = (follow, route.queue_id) {
+        if resp.headers().contains_key(X_ACCEL_REDIRECT) {
+            parts.uri = Uri::from(path_and_query);
+            let reloading = Box::pin(reload_prepared(proxy, parts, route.target, q));
+            return (shard, Ok(reloading.await));
+        }
+    }
+    let others = other_resident_shards(proxy, &route, &resp);
+    let (shard, resp) = if others.is_empty() {
+        (shard, resp)
+    } else {
+        let headers = &parts.headers;
+        let asking = Box::pin(ask_others(proxy, (shard, resp), others, |other| {
+            let uri = upstream_uri(proxy, other, path_and_query.clone());
+            let headers = headers.clone();
+            async move {
+                let (shard, got) = get(proxy, other, uri, headers, true).await;
+                (shard, got.map(|(r, _)| r))
+            }
+        }));
+        match asking.await {
+            (shard, Ok(resp)) => (shard, resp),
+            failed => return failed,
+        }
+    };
+    (
+        shard,
+        learn_from_get(proxy, &route, registration, shard, resp).await,
+    )
 }
 
 /// Anything but a bodiless GET: sent once (a DELETE for a queue the shard does not know is
@@ -153,8 +159,7 @@ async fn send(
     payload: Payload,
     route: &Route<'_>,
     path_and_query: PathAndQuery,
-    final_shard: &mut ShardId,
-) -> Result<Response<ClientBody>, ProxyError> {
+) -> FromShard {
     let limit = proxy.limits.max_body_bytes;
     let method = parts.method.clone();
     let (body, retry): (UpstreamBody, Option<Bytes>) = match payload {
@@ -165,18 +170,38 @@ async fn send(
     // Kept only for a DELETE that may have to be sent to another resident shard.
     let retry = retry.filter(|_| method == Method::DELETE && may_be_elsewhere(route));
     let headers = retry.as_ref().map(|_| parts.headers.clone());
-    let mut resp = attempt(proxy, route.target, Request::from_parts(parts, body)).await?;
+    let resp = match attempt(proxy, route.target, Request::from_parts(parts, body)).await {
+        Ok(resp) => resp,
+        Err(e) => return (route.target, Err(e)),
+    };
     let others = other_resident_shards(proxy, route, &resp);
-    if let (Some(bytes), Some(headers), false) = (retry, headers, others.is_empty()) {
-        let asking = Box::pin(ask_others(proxy, resp, others, final_shard, |other| {
-            let mut req = Request::new(upstream::full(bytes.clone()));
-            *req.method_mut() = Method::DELETE;
-            *req.uri_mut() = upstream_uri(proxy, other, path_and_query.clone());
-            *req.headers_mut() = headers.clone();
-            async move { Ok((attempt(proxy, other, req).await?, other)) }
-        }));
-        resp = asking.await?;
-    }
+    let (shard, resp) = match (retry, headers, others.is_empty()) {
+        (Some(bytes), Some(headers), false) => {
+            let asking = Box::pin(ask_others(proxy, (route.target, resp), others, |other| {
+                let mut req = Request::new(upstream::full(bytes.clone()));
+                *req.method_mut() = Method::DELETE;
+                *req.uri_mut() = upstream_uri(proxy, other, path_and_query.clone());
+                *req.headers_mut() = headers.clone();
+                async move { (other, attempt(proxy, other, req).await) }
+            }));
+            match asking.await {
+                (shard, Ok(resp)) => (shard, resp),
+                failed => return failed,
+            }
+        }
+        _ => (route.target, resp),
+    };
+    (shard, learn_from_send(proxy, &method, route, resp))
+}
+
+/// Refuses an `X-Accel-Redirect` on anything but a GET, and forgets a queue that a DELETE
+/// removed or a shard did not know.
+fn learn_from_send(
+    proxy: &Proxy,
+    method: &Method,
+    route: &Route<'_>,
+    resp: Response<ClientBody>,
+) -> Result<Response<ClientBody>, ProxyError> {
     if resp.headers().contains_key(X_ACCEL_REDIRECT) {
         tracing::error!(method = %method, shard = proxy.shard_name(route.target), "X-Accel-Redirect on a request that is not a GET");
         return Err(ProxyError::BadRedirect);
@@ -210,90 +235,21 @@ fn is_registration(uri: &Uri) -> bool {
             .any(|(k, v)| k == "dont_block" && v == "true")
 }
 
-/// The shard's URI for a request target: built from parts, nothing parsed again.
-pub(super) fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: PathAndQuery) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(proxy.shard_authority(shard).clone());
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).expect("scheme, authority and path make a valid URI")
-}
-
-/// One try: the request to the shard, with the response-head deadline.
-pub(super) async fn attempt(
-    proxy: &Proxy,
-    shard: ShardId,
-    upstream: Request<UpstreamBody>,
-) -> Result<Response<ClientBody>, ProxyError> {
-    let sent = tokio::time::timeout(
-        proxy.timeouts.upstream_response,
-        proxy.client().request(upstream),
-    );
-    let resp = match sent.await {
-        Err(_elapsed) => return Err(ProxyError::UpstreamTimeout),
-        Ok(Err(e)) => {
-            let kind = classify(&e);
-            log_failure(proxy, shard, kind, &e);
-            return Err(kind);
-        }
-        Ok(Ok(resp)) => resp,
-    };
-    let (mut parts, body) = resp.into_parts();
-    if parts.headers.contains_key(header::TRANSFER_ENCODING)
-        && parts.headers.contains_key(header::CONTENT_LENGTH)
-    {
-        // Which one frames the body is ambiguous (a smuggling pattern): relaying the de-chunked
-        // body under the shard's Content-Length would truncate it or run into the next answer.
-        // The unread body is dropped, so the connection is closed, never reused.
-        let e = "both Content-Length and Transfer-Encoding";
-        log_failure(proxy, shard, ProxyError::BadShardResponse, &e);
-        return Err(ProxyError::BadShardResponse);
-    }
-    headers::strip_hop_by_hop(&mut parts.headers);
-    let body = Watched::new(body, proxy.metrics.clone());
-    Ok(Response::from_parts(parts, Either::Left(body)))
-}
-
-/// Logs a failed try: kansas's own shortage of descriptors and malformed shard answers at most
-/// once per [`LOG_EVERY`] each (they can come thousands of times a second), the rest at debug.
-fn log_failure(proxy: &Proxy, shard: ShardId, kind: ProxyError, e: &dyn std::fmt::Display) {
-    static OUT_OF_FDS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
-    static BAD_ANSWER: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
-    let name = proxy.shard_name(shard);
-    match kind {
-        ProxyError::OutOfFds => {
-            if let Some(unlogged) = OUT_OF_FDS.tick() {
-                tracing::error!(shard = name, error = %e, unlogged, "kansas is out of file descriptors: cannot connect to the shard, answering 503 (the shard is not marked down); raise the open-file limit or lower proxy.max_connections");
-            }
-        }
-        ProxyError::BadShardResponse => {
-            if let Some(unlogged) = BAD_ANSWER.tick() {
-                tracing::warn!(shard = name, error = %e, unlogged, "shard sent a malformed response: answering 502 (the shard is not marked down)");
-            }
-        }
-        _ => {
-            tracing::debug!(shard = name, error = %e, kind = kind.kind(), "upstream request failed")
-        }
-    }
-}
-
 /// A GET: tried while the shard is up; parked while it is down; replayed when released; answered
 /// at the park deadline if the shard does not come back. An `X-Accel-Redirect` to a configured
 /// shard is followed once (with the same parking there) when `follow`, else returned. The
-/// answer comes with the request's headers, given back.
+/// answer comes with the request's headers, given back, and the shard it came from.
 async fn get(
     proxy: &Proxy,
     mut shard: ShardId,
     mut uri: Uri,
     headers: HeaderMap,
-    final_shard: &mut ShardId,
     follow: bool,
-) -> Result<(Response<ClientBody>, HeaderMap), ProxyError> {
+) -> FromShard<(Response<ClientBody>, HeaderMap)> {
     let deadline = Instant::now() + proxy.parking.timeout;
     let mut seq = None;
     let mut redirected = false;
     loop {
-        *final_shard = shard;
         let park = proxy.park(shard);
         if park.is_up() || !proxy.parking.enabled {
             let mut req = Request::new(upstream::empty());
@@ -301,31 +257,37 @@ async fn get(
             *req.headers_mut() = headers.clone();
             match attempt(proxy, shard, req).await {
                 Ok(resp) => match resp.headers().get(X_ACCEL_REDIRECT) {
-                    None => return Ok((resp, headers)),
-                    Some(_) if !follow => return Ok((resp, headers)),
+                    None => return (shard, Ok((resp, headers))),
+                    Some(_) if !follow => return (shard, Ok((resp, headers))),
                     Some(_) if redirected => {
                         tracing::error!(
                             shard = proxy.shard_name(shard),
                             "second X-Accel-Redirect in a row: not followed"
                         );
-                        return Err(ProxyError::BadRedirect);
+                        return (shard, Err(ProxyError::BadRedirect));
                     }
-                    Some(to) => {
-                        (shard, uri) = redirect_target(proxy, shard, to)?;
-                        redirected = true;
-                        seq = None;
-                        proxy.metrics.queues.redirects.inc();
-                        continue;
-                    }
+                    Some(to) => match redirect_target(proxy, shard, to) {
+                        Ok(next) => {
+                            (shard, uri) = next;
+                            redirected = true;
+                            seq = None;
+                            proxy.metrics.queues.redirects.inc();
+                            continue;
+                        }
+                        Err(e) => return (shard, Err(e)),
+                    },
                 },
                 Err(e) if e.shard_down() && proxy.parking.enabled => park.mark_down(e.kind()),
-                Err(e) => return Err(e),
+                Err(e) => return (shard, Err(e)),
             }
         }
-        let ticket = park.park(seq).map_err(|_| ProxyError::ParkOverflow)?;
+        let Ok(ticket) = park.park(seq) else {
+            return (shard, Err(ProxyError::ParkOverflow));
+        };
         seq = Some(ticket.seq());
         if ticket.wait(deadline).await == Released::Deadline {
-            return deadline_answer(proxy.parking.timeout_answer, &uri).map(|r| (r, headers));
+            let answer = deadline_answer(proxy.parking.timeout_answer, &uri);
+            return (shard, answer.map(|r| (r, headers)));
         }
     }
 }
@@ -372,7 +334,7 @@ async fn learn_from_get(
     resp: Response<ClientBody>,
 ) -> Result<Response<ClientBody>, ProxyError> {
     let status = resp.status();
-    if resp.extensions().get::<OwnAnswer>().is_some() {
+    if answers::is_own(&resp) {
         // kansas's own empty answer at the parking deadline: no shard said the queue exists.
         return Ok(resp);
     }
@@ -404,22 +366,11 @@ async fn learn_from_get(
     }
 }
 
-/// Marks an answer kansas made itself (not a shard's), so the queue map never learns from it.
-#[derive(Debug, Clone, Copy)]
-struct OwnAnswer;
-
 /// What a GET still parked at its deadline gets: Zulip's normal empty events result for its
 /// queue (clients simply poll again), or `503` when so configured or when it names no queue.
 fn deadline_answer(answer: TimeoutAnswer, uri: &Uri) -> Result<Response<ClientBody>, ProxyError> {
     match (answer, super::decide::queue_id(uri.query())) {
-        (TimeoutAnswer::EmptyEvents, Some(queue_id)) => {
-            let body = serde_json::json!({
-                "result": "success", "msg": "", "events": [], "queue_id": queue_id,
-            });
-            let mut resp: Response<Full<Bytes>> = json_response(StatusCode::OK, &body.to_string());
-            resp.extensions_mut().insert(OwnAnswer);
-            Ok(resp.map(Either::Right))
-        }
+        (TimeoutAnswer::EmptyEvents, Some(queue_id)) => Ok(answers::empty_events(&queue_id)),
         _ => Err(ProxyError::ParkTimeout),
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::ClientBody;
@@ -44,20 +44,19 @@ pub async fn handle(
     let path = req.uri().path().to_string();
 
     let realm = realm_of(&req);
-    let mut shard = None;
-    let result = match &realm {
+    let (shard, result) = match &realm {
         // A tunnel, or a request a shard would echo back: never forwarded.
         _ if method == Method::CONNECT || method == Method::TRACE => {
-            Err(ProxyError::MethodNotAllowed)
+            (None, Err(ProxyError::MethodNotAllowed))
         }
-        Err(e) => Err(*e),
-        Ok((realm, host)) => route(&proxy, req, peer, realm, host, &request_id, &mut shard).await,
+        Err(e) => (None, Err(*e)),
+        Ok((realm, host)) => route(&proxy, req, peer, realm, host, &request_id).await,
     };
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             proxy.metrics.error(e);
-            e.response().map(Either::Right)
+            e.response()
         }
     };
     resp.headers_mut()
@@ -94,7 +93,8 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Routes and forwards a request for a valid realm; `shard` is set to the shard that answered.
+/// Routes and forwards a request for a valid realm; returns the answer and the shard it came
+/// from (none when the request was refused before a shard was chosen).
 async fn route(
     proxy: &Arc<Proxy>,
     req: Request<Incoming>,
@@ -102,8 +102,7 @@ async fn route(
     realm: &str,
     host: &HeaderValue,
     request_id: &HeaderValue,
-    shard: &mut Option<ShardId>,
-) -> Result<Response<ClientBody>, ProxyError> {
+) -> (Option<ShardId>, Result<Response<ClientBody>, ProxyError>) {
     let (mut parts, body) = req.into_parts();
     parts.headers.insert(header::HOST, host.clone());
     let mut queue_id = decide::queue_id(parts.uri.query());
@@ -112,7 +111,10 @@ async fn route(
         // Boxed, like every rare wait here: the handler's future is kept for the connection's
         // life, at the size of its largest await.
         let reading = Box::pin(read_body(proxy, body));
-        let bytes = reading.await?;
+        let bytes = match reading.await {
+            Ok(bytes) => bytes,
+            Err(e) => return (None, Err(e)),
+        };
         queue_id = decide::queue_id(std::str::from_utf8(&bytes).ok());
         Payload::Buffered(bytes)
     } else {
@@ -129,13 +131,12 @@ async fn route(
         crate::routing::residency::now_epoch(),
     );
     match decision {
-        Decision::NoShard => Err(no_shard(&snapshot, realm)),
+        Decision::NoShard => (None, Err(no_shard(&snapshot, realm))),
         Decision::Reload { old, queue_id } => {
-            *shard = Some(old);
             // Boxed: it may wait (`queues.reload_delay_secs`), and only a rare request needs
             // that space.
             let reloading = Box::pin(elsewhere::reload(proxy, parts, peer, old, queue_id));
-            Ok(reloading.await)
+            (Some(old), Ok(reloading.await))
         }
         Decision::Forward {
             target,
@@ -163,8 +164,7 @@ async fn route(
                 proxy, parts, payload, peer, route, request_id,
             ));
             let (used, answer) = forwarding.await;
-            *shard = Some(used);
-            answer
+            (Some(used), answer)
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The proxy: shared per-process state ([`Proxy`]), the request handler, header rules, the
-//! upstream client and the accept loop.
+//! upstream client, the accept loop, and every answer kansas makes itself (`answers`: the
+//! error table and the synthetic answers).
 
+mod answers;
 mod body;
 pub mod decide;
 mod elsewhere;

@@ -1,20 +1,27 @@
-//! The pooled HTTP/1.1 client to the shards and the classification of its failures. One
-//! keep-alive pool serves every shard (keyed by address); connections use TCP_NODELAY and the
-//! configured connect timeout.
+//! The pooled HTTP/1.1 client to the shards, one try of a request with it ([`attempt`]), and the
+//! classification of its failures. One keep-alive pool serves every shard (keyed by address);
+//! connections use TCP_NODELAY and the configured connect timeout.
 
 use std::error::Error as StdError;
 use std::io;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{header, Request, Response, Uri};
 use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::throttle::out_of_fds;
+use super::body::{ClientBody, Watched};
+use super::headers;
+use super::throttle::{out_of_fds, Throttle};
+use super::Proxy;
 use crate::error::ProxyError;
+use crate::routing::ShardId;
 
 /// What a request sends upstream: the client's body (bounded, streamed), nothing, or a body
 /// kansas has read already (a `DELETE`'s form, to find its `queue_id`).
@@ -33,6 +40,9 @@ pub fn full(bytes: Bytes) -> UpstreamBody {
 /// The shared upstream client.
 pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
+/// At most one line per this interval for a failure that can repeat at request rate.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// How long an idle pooled connection to a shard is kept.
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
@@ -47,6 +57,73 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(usize::MAX)
         .build(connector)
+}
+
+/// The shard's URI for a request target: built from parts, nothing parsed again.
+pub(super) fn upstream_uri(proxy: &Proxy, shard: ShardId, path_and_query: PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(proxy.shard_authority(shard).clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).expect("scheme, authority and path make a valid URI")
+}
+
+/// One try: the request to the shard, with the response-head deadline.
+pub(super) async fn attempt(
+    proxy: &Proxy,
+    shard: ShardId,
+    upstream: Request<UpstreamBody>,
+) -> Result<Response<ClientBody>, ProxyError> {
+    let sent = tokio::time::timeout(
+        proxy.timeouts.upstream_response,
+        proxy.client().request(upstream),
+    );
+    let resp = match sent.await {
+        Err(_elapsed) => return Err(ProxyError::UpstreamTimeout),
+        Ok(Err(e)) => {
+            let kind = classify(&e);
+            log_failure(proxy, shard, kind, &e);
+            return Err(kind);
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut parts, body) = resp.into_parts();
+    if parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        // Which one frames the body is ambiguous (a smuggling pattern): relaying the de-chunked
+        // body under the shard's Content-Length would truncate it or run into the next answer.
+        // The unread body is dropped, so the connection is closed, never reused.
+        let e = "both Content-Length and Transfer-Encoding";
+        log_failure(proxy, shard, ProxyError::BadShardResponse, &e);
+        return Err(ProxyError::BadShardResponse);
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let body = Watched::new(body, proxy.metrics.clone());
+    Ok(Response::from_parts(parts, Either::Left(body)))
+}
+
+/// Logs a failed try: kansas's own shortage of descriptors and malformed shard answers at most
+/// once per [`LOG_EVERY`] each (they can come thousands of times a second), the rest at debug.
+fn log_failure(proxy: &Proxy, shard: ShardId, kind: ProxyError, e: &dyn std::fmt::Display) {
+    static OUT_OF_FDS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+    static BAD_ANSWER: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+    let name = proxy.shard_name(shard);
+    match kind {
+        ProxyError::OutOfFds => {
+            if let Some(unlogged) = OUT_OF_FDS.tick() {
+                tracing::error!(shard = name, error = %e, unlogged, "kansas is out of file descriptors: cannot connect to the shard, answering 503 (the shard is not marked down); raise the open-file limit or lower proxy.max_connections");
+            }
+        }
+        ProxyError::BadShardResponse => {
+            if let Some(unlogged) = BAD_ANSWER.tick() {
+                tracing::warn!(shard = name, error = %e, unlogged, "shard sent a malformed response: answering 502 (the shard is not marked down)");
+            }
+        }
+        _ => {
+            tracing::debug!(shard = name, error = %e, kind = kind.kind(), "upstream request failed")
+        }
+    }
 }
 
 /// Maps a client error (before the response head) to what went wrong, and whose fault it is:
