@@ -19,6 +19,8 @@ use crate::store::DbState;
 pub const STATE_FORMAT: u32 = 2;
 /// Largest frame accepted (a state with millions of queues fits).
 const MAX_FRAME: u32 = 1 << 30;
+/// What reading a frame reserves before its bytes arrive.
+const FRAME_READ_CHUNK: usize = 64 << 10;
 
 /// The state handed from one generation to the next.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,8 +132,15 @@ pub async fn read_raw_frame<R: AsyncReadExt + Unpin>(
             "frame too large",
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await?;
+    // The length is only a claim: grow with the bytes that arrive, not to what was claimed.
+    let mut buf = Vec::with_capacity((len as usize).min(FRAME_READ_CHUNK));
+    (&mut *r).take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "frame cut short",
+        ));
+    }
     Ok(Some(buf))
 }
 

@@ -4,7 +4,9 @@
 //! and a property of the result, so each can fail. Case counts are small by default (a short
 //! run in CI); `KANSAS_FUZZ_SCALE=N` multiplies them for the long run (`scripts/fuzz.sh`).
 
+mod alloc;
 mod config_file;
+mod handoff;
 mod host_query;
 mod mutate;
 
