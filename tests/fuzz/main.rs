@@ -5,10 +5,13 @@
 //! run in CI); `KANSAS_FUZZ_SCALE=N` multiplies them for the long run (`scripts/fuzz.sh`).
 
 mod alloc;
+#[path = "../common/mod.rs"]
+mod common;
 mod config_file;
 mod handoff;
 mod host_query;
 mod mutate;
+mod shard;
 
 use proptest::test_runner::Config;
 
