@@ -144,7 +144,8 @@ proptest! {
                 "[0-9]{1,10}:[0-9]{1,6}",
                 "[A-Za-z0-9:_-]{0,80}",
                 any::<String>(),
-                ".{1000,17000}",
+                "[0-9a-f-]{60,70}",
+                (65..17_000usize).prop_map(|n| "a".repeat(n)),
             ],
             1..8,
         ),
@@ -153,8 +154,11 @@ proptest! {
         let mut learned = std::collections::HashSet::new();
         for id in &ids {
             map.learn(id, 1, 1, "r.example.com");
-            let shaped = is_queue_id(id);
-            prop_assert!(!shaped || id.len() <= MAX_QUEUE_ID_LEN);
+            // Zulip's shape, as documented: 1 to 64 characters of `[A-Za-z0-9:_-]`.
+            let shaped = (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b));
+            prop_assert_eq!(is_queue_id(id), shaped, "{:?}", id);
+            prop_assert_eq!(MAX_QUEUE_ID_LEN, 64);
             prop_assert_eq!(map.lookup(id).is_some(), shaped, "{:?}", id);
             if shaped {
                 learned.insert(id.clone());
