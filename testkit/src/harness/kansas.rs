@@ -50,7 +50,18 @@ impl Kansas {
 
     /// Starts the kansas binary at `bin` (a copy, say) with `config_text(body)`.
     pub fn start_from(bin: &std::path::Path, body: &str) -> Kansas {
-        Self::start_bin(Command::new(bin), &config_text(body), &[])
+        Self::start_bin(Command::new(bin), &config_text(body), &[], Stdio::inherit())
+    }
+
+    /// Starts kansas with `config_text(body)`, its stderr (and its workers', where a panic
+    /// message goes) written to `stderr`.
+    pub fn start_stderr_to(body: &str, stderr: std::fs::File) -> Kansas {
+        Self::start_bin(
+            Command::new(binary()),
+            &config_text(body),
+            &[],
+            stderr.into(),
+        )
     }
 
     /// Starts kansas with `config_text(body)` under an open-file limit of `nofile` (soft and
@@ -63,14 +74,14 @@ impl Kansas {
     pub fn start_raw_with_fd_limit(nofile: u64, config: &str) -> Kansas {
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(binary());
-        Self::start_bin(cmd, config, &[])
+        Self::start_bin(cmd, config, &[], Stdio::inherit())
     }
 
     fn start_with_env(config: &str, env: &[(&str, &str)]) -> Kansas {
-        Self::start_bin(Command::new(binary()), config, env)
+        Self::start_bin(Command::new(binary()), config, env, Stdio::inherit())
     }
 
-    fn start_bin(mut cmd: Command, config: &str, env: &[(&str, &str)]) -> Kansas {
+    fn start_bin(mut cmd: Command, config: &str, env: &[(&str, &str)], stderr: Stdio) -> Kansas {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kansas.toml");
         std::fs::write(&path, config).unwrap();
@@ -80,7 +91,7 @@ impl Kansas {
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn kansas");
         let stdout = child.stdout.take().unwrap();
