@@ -7,10 +7,13 @@
 //! old one to drain. If the new worker exits, refuses the state or is not active within
 //! `master.upgrade_timeout_secs`, it is killed and the old one keeps serving (it keeps accepting
 //! whatever fails: a state it cannot send is reported with `DumpFailed`, and the upgrade rolled
-//! back at once; an unreadable frame from a worker is logged and skipped). A worker that dies
-//! outside an upgrade is restarted at once. SIGTERM/SIGINT/SIGQUIT: every worker drains, then the
-//! master exits 0; a second one stops everything at once. Every other signal has its meaning in
-//! the table in `signals` (most: logged and ignored).
+//! back at once; an unreadable frame from a worker is logged and skipped). An active worker that
+//! got SIGTERM/SIGINT itself (not from the master) serves on and says so (`Leaving`): the master
+//! replaces it as in an upgrade (or lets the upgrade under way do it), then tells it to stop. A
+//! worker that dies outside an upgrade is restarted at once. SIGTERM/SIGINT/SIGQUIT to the master:
+//! every worker drains (a leaving worker's replacement is abandoned), then the master exits 0; a
+//! second one stops everything at once. Every other signal has its meaning in the table in
+//! `signals` (most: logged and ignored).
 
 //!
 //! The decisions are in `machine` (no I/O: events in, actions out); this file is the shell that

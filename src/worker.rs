@@ -1,11 +1,13 @@
 //! A worker process (`kansas worker`, started only by the master): receives the listening
 //! sockets over its control socket, builds the proxy, says it is ready, starts from the state the
 //! master hands it (refusing one it cannot read), accepts, dumps its state on request, and on
-//! `Stop` (or the master's death, or SIGTERM) stops accepting, drains and exits.
+//! `Stop` (or the master's death) stops accepting, drains and exits.
 //!
-//! Once active, nothing but `Stop`, SIGTERM/SIGINT or the master's end makes it drain: a
-//! message it cannot read is logged and skipped, and a state it cannot send is reported to the
-//! master (`DumpFailed`) while it serves on, so some worker always accepts.
+//! Once active, nothing but `Stop` or the master's end makes it drain (`control`): a message
+//! it cannot read is logged and skipped, a state it cannot send is reported to the master
+//! (`DumpFailed`) while it serves on, and its own SIGTERM/SIGINT asks the master to replace it
+//! first (`Leaving`; a second one, or no `Stop` in time, drains anyway), so some worker always
+//! accepts.
 //!
 //! `KANSAS_TEST_FAIL_FILE`, only in a build with the `test-faults` feature (the tests'): when set to a file whose content names a step
 //! (`before-ready`, `refuse`, `crash-at-start`, `hang`, `bad-dump`, `dump-fails`,
@@ -15,12 +17,13 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+use self::control::Control;
 use crate::daemon::Daemon;
-use crate::handoff::{self, fd, write_frame, write_raw_frame, FrameError, ToMaster, ToWorker};
+use crate::handoff::{self, fd, write_frame, ToMaster, ToWorker};
+
+mod control;
 
 /// Runs a worker; never returns until it has drained.
 pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i32) -> ExitCode {
@@ -71,6 +74,7 @@ pub fn main(config_path: &Path, control_fd: i32, generation: u64, master_pid: i3
         proxy_listener,
         admin_listener,
         generation,
+        master_pid,
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,8 +113,10 @@ async fn serve(
     proxy_listener: std::net::TcpListener,
     admin_listener: std::net::TcpListener,
     generation: u64,
+    master_pid: i32,
 ) -> anyhow::Result<()> {
     control.set_nonblocking(true)?;
+    let upgrade_timeout = config.master.upgrade_timeout;
     let (mut rx, mut tx) = tokio::net::UnixStream::from_std(control)?.into_split();
     let mut daemon = Daemon::new(config);
     if handoff::test_switch("before-ready") {
@@ -141,19 +147,7 @@ async fn serve(
         // Hangs while validating the state, before accepting anything.
         std::future::pending::<()>().await;
     }
-    let refusal = match (state, handoff::test_switch("refuse")) {
-        (_, true) => Some("refused on purpose (test switch)".to_string()),
-        (Some(env), false) => {
-            // Without the database part (an older master), read the database before accepting.
-            let without_db = env.state.database.is_none();
-            match daemon.restore(*env) {
-                Err(e) => Some(e),
-                Ok(()) if without_db => daemon.first_read().await.err().map(|e| e.to_string()),
-                Ok(()) => None,
-            }
-        }
-        (None, false) => daemon.first_read().await.err().map(|e| e.to_string()),
-    };
+    let refusal = start_from(&mut daemon, state).await;
     if let Some(why) = refusal {
         tracing::error!(generation, why, "refusing to start");
         write_frame(&mut tx, &ToMaster::Refused { why }).await?;
@@ -171,7 +165,15 @@ async fn serve(
     }));
     write_frame(&mut tx, &ToMaster::Active).await?;
     tracing::info!(generation, "worker active");
-    control_loop(&mut rx, &mut tx, &dump, generation, &metrics, legacy_master).await;
+    let control = Control {
+        dump: &dump,
+        generation,
+        metrics: &metrics,
+        legacy_master,
+        master_pid,
+        upgrade_timeout,
+    };
+    control::run(rx, &mut tx, &control).await;
     let _ = stop_tx.send(true);
     drop(proxy);
     let drained = serving.await??;
@@ -179,101 +181,22 @@ async fn serve(
     Ok(())
 }
 
-/// Answers the master until told to stop, a signal says so or the master is gone. Nothing else
-/// ends it: an unreadable message is skipped, a state that cannot be sent is reported to the
-/// master, and the worker serves on (until the next worker is active, the old one is the only
-/// one accepting).
-async fn control_loop(
-    rx: &mut OwnedReadHalf,
-    tx: &mut OwnedWriteHalf,
-    dump: &dyn Fn(u64) -> handoff::Envelope,
-    generation: u64,
-    metrics: &crate::metrics::Metrics,
-    legacy_master: bool,
-) {
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    loop {
-        let frame = tokio::select! {
-            f = handoff::read_raw_frame(rx) => f,
-            _ = term.recv() => { tracing::info!(generation, "SIGTERM: draining"); return; }
-            _ = int.recv() => { tracing::info!(generation, "SIGINT: draining"); return; }
-        };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                tracing::warn!(generation, "the master is gone: draining");
-                return;
-            }
-            Err(e) if e.in_step() => {
-                tracing::error!(generation, error = %e, "unreadable message from the master: skipped");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(generation, error = %e, "the master is gone: draining");
-                return;
-            }
-        };
-        match handoff::legacy::decode_to_worker(&frame) {
-            Ok((ToWorker::Dump, _)) => {
-                send_state(tx, dump(generation), generation, legacy_master).await
-            }
-            Ok((ToWorker::Stats(stats), _)) => metrics.master.set(&stats),
-            Ok((ToWorker::Stop, _)) => {
-                tracing::info!(generation, "told to stop: draining");
-                return;
-            }
-            Ok((ToWorker::Start { .. }, _)) => tracing::warn!(generation, "unexpected Start"),
-            Err(e) => {
-                tracing::error!(generation, error = %e, "undecodable message from the master: skipped")
-            }
-        }
+/// Starts `daemon` from the state handed over (or reads the database for a fresh start); why
+/// it cannot, if it cannot.
+async fn start_from(daemon: &mut Daemon, state: Option<Box<handoff::Envelope>>) -> Option<String> {
+    if handoff::test_switch("refuse") {
+        return Some("refused on purpose (test switch)".to_string());
     }
-}
-
-/// Sends the state to the master, or tells it why it could not (the worker serves on either way).
-async fn send_state(
-    tx: &mut OwnedWriteHalf,
-    mut env: handoff::Envelope,
-    generation: u64,
-    legacy_master: bool,
-) {
-    if handoff::test_switch("bad-dump") {
-        env.format = 999;
-    }
-    let queues = env.state.queues.len();
-    let sent = if handoff::test_switch("dump-fails") {
-        Err(FrameError::Encode(
-            "failing on purpose (test switch)".into(),
-        ))
-    } else if handoff::test_switch("garbled-state") {
-        // Bytes that are no message: the master skips them and reads on.
-        let _ = write_raw_frame(tx, &[0xff; 40]).await;
-        return;
-    } else if legacy_master {
-        // Format 1, in one piece: an earlier master reads nothing else.
-        match handoff::legacy::encode_state(env) {
-            Ok(bytes) if bytes.len() > 1 << 30 => Err(FrameError::TooLarge(bytes.len() as u64)),
-            Ok(bytes) => handoff::frame::write_pieces(tx, &bytes, usize::MAX).await,
-            Err(e) => Err(FrameError::Encode(e.to_string())),
-        }
-    } else {
-        let msg = ToMaster::State {
-            state: Box::new(env),
-        };
-        write_frame(tx, &msg).await
-    };
-    match sent {
-        Ok(pieces) => tracing::info!(generation, queues, pieces, "state sent to the master"),
-        Err(e) => {
-            tracing::error!(generation, queues, error = %e, "cannot send the state to the master: serving on");
-            // An earlier master knows no DumpFailed (it would stop reading): it times out.
-            if e.in_step() && !legacy_master {
-                let why = e.to_string();
-                if let Err(e) = write_frame(tx, &ToMaster::DumpFailed { why }).await {
-                    tracing::warn!(generation, error = %e, "cannot tell the master either");
-                }
+    match state {
+        Some(env) => {
+            // Without the database part (an older master), read the database before accepting.
+            let without_db = env.state.database.is_none();
+            match daemon.restore(*env) {
+                Err(e) => Some(e),
+                Ok(()) if without_db => daemon.first_read().await.err().map(|e| e.to_string()),
+                Ok(()) => None,
             }
         }
+        None => daemon.first_read().await.err().map(|e| e.to_string()),
     }
 }

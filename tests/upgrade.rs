@@ -2,7 +2,9 @@
 //! kansas-load clients plus short requests with and without keep-alive) without one failed
 //! request or lost event; a new worker failing at every step, or hanging, rolled back while the
 //! old one serves; double SIGUSR1; SIGKILL of the worker (restarted, no refused connection) and of
-//! the master (workers exit); the state round trip.
+//! the master (workers exit); SIGTERM/SIGINT to the worker itself (replaced as in an upgrade,
+//! drained at once by a second one or at its own deadline, the master's stop winning); the state
+//! round trip.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -648,4 +650,215 @@ fn queues_learned_before_an_upgrade_are_known_after_it() {
         .wait_log(Duration::from_secs(5), |l| l["message"] == "state restored")
         .unwrap();
     assert_eq!(restored["queues"], 25);
+}
+
+/// Sends `sig` to worker `generation` itself (not through the master).
+fn signal_worker(k: &Kansas, generation: u64, sig: nix::sys::signal::Signal) {
+    let pid = worker_pid(k, generation);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+fn message_is(text: &'static str) -> impl Fn(&serde_json::Value) -> bool {
+    move |l| l["message"] == text
+}
+
+/// Issue 15, item 1: an operator's SIGTERM to the active worker's pid (not the master's) does
+/// not stop it accepting: the master replaces it as in an upgrade, with its queue map, and only
+/// then is it told to drain. A client connecting throughout is always served.
+#[test]
+fn a_worker_sent_sigterm_serves_until_its_successor_is_active_and_hands_its_queues_over() {
+    let fake = Fake::start(&[]);
+    let k = Kansas::start(&shard("s0", fake.addr));
+    k.wait_log(Duration::from_secs(10), message_is("worker active"))
+        .unwrap();
+    for _ in 0..25 {
+        assert_eq!(register(&k), 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = short_loop(k.proxy, false, stop.clone(), ok.clone(), failed.clone());
+    while ok.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    signal_worker(&k, 1, nix::sys::signal::Signal::SIGTERM);
+    k.wait_log(
+        Duration::from_secs(10),
+        message_is("the active worker got SIGTERM: starting its successor"),
+    )
+    .expect("the master hears of the worker's signal");
+    let active = k
+        .wait_log(Duration::from_secs(30), |l| {
+            l["message"] == "worker active" && l["generation"] == 2 && l["took_ms"].is_number()
+        })
+        .expect("a successor is active");
+    assert_eq!(active["upgrade"], true, "{active}");
+    k.wait_log(Duration::from_secs(30), |l| {
+        l["message"] == "previous worker exited" && l["generation"] == 1
+    })
+    .expect("the signalled worker drains and exits once its successor is active");
+    let after = ok.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok.load(Ordering::Relaxed) < after + 20 {
+        assert!(Instant::now() < deadline, "the successor serves");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "every connection was served"
+    );
+
+    let sent = k
+        .wait_log(
+            Duration::from_secs(1),
+            message_is("state sent to the master"),
+        )
+        .expect("the signalled worker hands its state over");
+    assert_eq!(sent["generation"], 1, "{sent}");
+    let restored = k
+        .wait_log(Duration::from_secs(1), message_is("state restored"))
+        .unwrap();
+    assert_eq!(restored["from_generation"], 1, "{restored}");
+    assert!(restored["queues"].as_u64().unwrap() >= 25, "{restored}");
+    assert_eq!(
+        restored["queues"], sent["queues"],
+        "every queue handed over"
+    );
+    let told =
+        |l: &serde_json::Value| l["message"] == "told to stop: draining" && l["generation"] == 1;
+    assert_eq!(count_logs(&k, told), 1, "drained when the master said so");
+    let died = |l: &serde_json::Value| {
+        l["message"].as_str().is_some_and(|m| {
+            m.starts_with("the active worker") && m.ends_with("starting a new one")
+        })
+    };
+    assert_eq!(count_logs(&k, died), 0);
+}
+
+/// Issue 15, item 1: a worker can always be stopped. While its successor hangs (and the
+/// master's upgrade timeout is far away), a second SIGTERM to the worker drains it at once; the
+/// master then starts a new worker.
+#[test]
+fn a_worker_sent_sigterm_twice_drains_at_once() {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    let k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = 300\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
+    k.wait_log(Duration::from_secs(10), message_is("worker active"))
+        .unwrap();
+    std::fs::write(&fail_file, "hang").unwrap();
+    signal_worker(&k, 1, nix::sys::signal::Signal::SIGTERM);
+    k.wait_log(
+        Duration::from_secs(10),
+        message_is("state handed to the new worker"),
+    )
+    .expect("the successor got the state, and hangs");
+    std::fs::remove_file(&fail_file).unwrap();
+    assert_eq!(register(&k), 200, "the signalled worker still serves");
+
+    signal_worker(&k, 1, nix::sys::signal::Signal::SIGTERM);
+    k.wait_log(Duration::from_secs(5), |l| {
+        l["message"] == "second SIGTERM: draining at once" && l["generation"] == 1
+    })
+    .expect("the second signal drains the worker");
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "worker stopped" && l["generation"] == 1
+    })
+    .expect("drained long before the master's upgrade timeout");
+    k.wait_log(
+        Duration::from_secs(10),
+        message_is("the active worker got SIGTERM and exited before a successor was active: starting a new one"),
+    )
+    .unwrap();
+    k.wait_log(Duration::from_secs(20), |l| {
+        l["message"] == "worker active" && l["generation"] == 3
+    })
+    .expect("a new worker replaces it");
+    assert_eq!(register(&k), 200);
+}
+
+/// A master that never says `Stop` (one of a kansas that predates `Leaving` skips the
+/// message): the signalled worker drains at its own deadline, upgrade_timeout_secs + 10 s.
+#[test]
+fn a_worker_sent_sigterm_and_never_stopped_drains_at_its_own_deadline() {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    let k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = 1\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
+    k.wait_log(Duration::from_secs(10), message_is("worker active"))
+        .unwrap();
+    std::fs::write(&fail_file, "hang").unwrap();
+    signal_worker(&k, 1, nix::sys::signal::Signal::SIGINT);
+    let line = k
+        .wait_log(Duration::from_secs(10), rolled_back)
+        .expect("the hanging successor is rolled back");
+    assert_eq!(line["serving"], 1, "{line}");
+    std::fs::remove_file(&fail_file).unwrap();
+    assert_eq!(register(&k), 200, "the signalled worker serves on");
+    k.wait_log(Duration::from_secs(30), |l| {
+        l["message"] == "no Stop from the master in time after the signal: draining"
+            && l["generation"] == 1
+    })
+    .expect("the worker drains at its own deadline");
+    k.wait_log(Duration::from_secs(20), |l| {
+        l["message"] == "worker active" && l["generation"] == 3
+    })
+    .expect("a new worker replaces it");
+    assert_eq!(register(&k), 200);
+}
+
+/// A SIGTERM to the worker and then to the master (as to the whole process group): the
+/// master's stop wins, the successor under way is abandoned and everything stops, exit 0.
+#[test]
+fn a_sigterm_to_the_worker_then_the_master_stops_everything() {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    let mut k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = 300\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
+    k.wait_log(Duration::from_secs(10), message_is("worker active"))
+        .unwrap();
+    std::fs::write(&fail_file, "hang").unwrap();
+    signal_worker(&k, 1, nix::sys::signal::Signal::SIGTERM);
+    k.wait_log(
+        Duration::from_secs(10),
+        message_is("the active worker got SIGTERM: starting its successor"),
+    )
+    .unwrap();
+    k.signal(15);
+    let status = k
+        .wait_exit(Duration::from_secs(20))
+        .expect("the master's stop wins: no waiting for the successor");
+    assert!(status.success(), "{status:?}");
+    assert!(k
+        .wait_log(Duration::from_secs(1), |l| {
+            l["message"] == "told to stop: draining" && l["generation"] == 1
+        })
+        .is_some());
+    assert_eq!(
+        count_logs(&k, |l| l["message"] == "worker active"
+            && l["generation"] == 2),
+        0,
+        "no successor became active"
+    );
 }

@@ -4,7 +4,8 @@
 //! it is ready and when it is active; the master hands it the previous generation's state (the
 //! routing snapshot, the queue map, which shards are down) in a versioned envelope, asks for
 //! state (answered with the state, or with why it could not be sent: the worker serves on), and
-//! tells it to stop. Frames are cut into pieces (`frame`), so a state of any size fits.
+//! tells it to stop; a worker that got SIGTERM or SIGINT itself asks to be replaced
+//! (`Leaving`). Frames are cut into pieces (`frame`), so a state of any size fits.
 
 pub mod fd;
 pub mod frame;
@@ -83,6 +84,13 @@ pub enum ToMaster {
     /// The active worker could not dump or send its state; it keeps serving.
     DumpFailed {
         why: String,
+    },
+    /// The active worker got this signal (SIGTERM, SIGINT) itself, not from the master: it
+    /// keeps accepting and asks to be replaced as in an upgrade (told `Stop` once its successor
+    /// is active). Last in the enum: a master that predates it reads an unknown variant,
+    /// which its reader skips, and the worker drains at its own deadline.
+    Leaving {
+        signal: i32,
     },
 }
 

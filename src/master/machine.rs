@@ -1,16 +1,20 @@
 //! The master's decisions, without I/O: [`Machine::on`] takes what happened (a worker's message
 //! or exit, a signal, a failed spawn, the clock) and the time, and returns what to do
-//! ([`Action`]s: spawn, send, kill, tell systemd, exit). The shell in `master.rs` carries the
+//! ([`Action`]s: spawn, send, kill, tell systemd, exit). How workers are ended (the master's
+//! stop, a worker's own `Leaving`) is in `stopping`. The shell in `master.rs` carries the
 //! actions out and feeds the events in; every upgrade path, rollback, restart and retry is
 //! tested here with plain time values. Workers are named by their generation.
 
 use std::collections::VecDeque;
 use tokio::time::Instant;
 
+use self::stopping::ignored;
 use super::child::retry_delay;
 pub use super::events::{Action, Event, Generation, Limits, Notice, Step};
 use super::signals::{self, Meaning, SignalName};
 use crate::handoff::{MasterStats, ToMaster, ToWorker};
+
+mod stopping;
 
 #[derive(Debug)]
 struct Pending {
@@ -39,6 +43,8 @@ pub struct Machine {
     failed_starts: u32,
     /// Stopping: the workers not yet exited.
     stopping: Option<Vec<Generation>>,
+    /// The active worker got this signal itself and waits to be replaced.
+    leaving: Option<(Generation, SignalName)>,
 }
 
 impl Machine {
@@ -55,6 +61,7 @@ impl Machine {
             retry_at: None,
             failed_starts: 0,
             stopping: None,
+            leaving: None,
         }
     }
 
@@ -81,6 +88,12 @@ impl Machine {
     #[cfg(test)]
     pub fn active(&self) -> Option<Generation> {
         self.active
+    }
+
+    /// The active worker, when it asked to be replaced (`Leaving`) and waits for its successor.
+    #[cfg(test)]
+    pub fn leaving(&self) -> Option<Generation> {
+        self.leaving.map(|(g, _)| g)
     }
 
     /// The master's counters.
@@ -198,6 +211,9 @@ impl Machine {
                     step.label(),
                     serving.map_or("none".to_string(), |g| g.to_string()),
                 );
+                if let Some((g, signal)) = self.leaving {
+                    tracing::warn!(generation = g, signal = %signal, "generation {g} got {signal}: it serves until its own deadline, then drains, and a new worker is started when it has exited");
+                }
             } else {
                 tracing::error!(
                     step = step.label(),
@@ -289,6 +305,7 @@ impl Machine {
                 let step = self.pending.as_ref().map_or(Step::Start, |p| p.step);
                 self.rollback(step, &format!("refused: {why}"), now, out);
             }
+            ToMaster::Leaving { signal } => self.worker_leaving(generation, signal, now, out),
             other => tracing::debug!(generation, ?other, "unexpected message"),
         }
     }
@@ -321,6 +338,7 @@ impl Machine {
         let took_ms = (now - p.spawned).as_secs_f64() * 1e3;
         if let Some(old) = self.active.take() {
             out.push(Action::Send(old, ToWorker::Stop));
+            self.leaving = None;
             tracing::info!(old, "old worker draining");
             self.draining.push_back(old);
             while self.draining.len() > self.limits.max_draining {
@@ -366,11 +384,19 @@ impl Machine {
         } else if self.active == Some(generation) {
             self.active = None;
             self.stats.restarts += 1;
-            tracing::error!(
-                generation,
-                status,
-                "the active worker died: starting a new one"
-            );
+            match self.leaving.take() {
+                Some((_, signal)) => tracing::warn!(
+                    generation,
+                    status,
+                    signal = %signal,
+                    "the active worker got {signal} and exited before a successor was active: starting a new one"
+                ),
+                None => tracing::error!(
+                    generation,
+                    status,
+                    "the active worker died: starting a new one"
+                ),
+            }
             if let Some(p) = self.pending.take() {
                 // An upgrade was under way: let its worker start fresh instead.
                 out.push(Action::Kill(p.generation));
@@ -381,57 +407,4 @@ impl Machine {
             tracing::info!(generation, status, "previous worker exited");
         }
     }
-
-    /// SIGTERM/SIGINT/SIGQUIT: every worker drains.
-    fn stop(&mut self, signal: SignalName, out: &mut Vec<Action>) {
-        tracing::info!(signal = %signal, "stopping: every worker drains");
-        out.push(Action::Notify(Notice::Stopping));
-        if let Some(p) = self.pending.take() {
-            out.push(Action::Kill(p.generation));
-        }
-        let alive: Vec<Generation> = self
-            .active
-            .iter()
-            .chain(self.draining.iter())
-            .copied()
-            .collect();
-        for w in &alive {
-            out.push(Action::Send(*w, ToWorker::Stop));
-        }
-        self.stopping = Some(alive);
-        self.check_stopped(out);
-    }
-
-    fn on_while_stopping(&mut self, event: Event, out: &mut Vec<Action>) {
-        match event {
-            Event::Exited(generation, _) => {
-                if let Some(alive) = &mut self.stopping {
-                    alive.retain(|g| *g != generation);
-                }
-                self.check_stopped(out);
-            }
-            Event::Signal(signo, _) if signals::meaning(signo) == Meaning::Stop => {
-                tracing::warn!("second stop signal: stopping at once");
-                for g in self.stopping.iter().flatten() {
-                    out.push(Action::Kill(*g));
-                }
-                out.push(Action::Exit(1));
-            }
-            Event::Signal(signo, arrived) => ignored(signo, arrived, "kansas is stopping"),
-            _ => {}
-        }
-    }
-
-    fn check_stopped(&self, out: &mut Vec<Action>) {
-        if self.stopping.as_ref().is_some_and(|a| a.is_empty()) {
-            tracing::info!("kansas stopped");
-            out.push(Action::Exit(0));
-        }
-    }
-}
-
-/// Logs a signal that changes nothing.
-fn ignored(signo: i32, arrived: u64, why: &str) {
-    let signal = SignalName(signo);
-    tracing::warn!(signal = %signal, arrived, "{signal} ignored: {why}");
 }
