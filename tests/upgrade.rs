@@ -34,6 +34,26 @@ fn register(k: &Kansas) -> u16 {
         .status
 }
 
+/// One shard and a kansas whose workers obey a fault switch of their own (never set_var: other
+/// tests run concurrently), with `master.upgrade_timeout_secs`; returns once the first worker
+/// is active (arming the switch earlier would fail it too). The shard and the directory must
+/// stay alive as long as kansas.
+fn switched(upgrade_timeout_secs: &str) -> (Fake, tempfile::TempDir, std::path::PathBuf, Kansas) {
+    let fake = Fake::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let fail_file = dir.path().join("fail");
+    let k = Kansas::start_env(
+        &format!(
+            "[master]\nupgrade_timeout_secs = {upgrade_timeout_secs}\n{}",
+            shard("s0", fake.addr)
+        ),
+        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
+    );
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .unwrap();
+    (fake, dir, fail_file, k)
+}
+
 fn count_logs(k: &Kansas, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
     k.logs().iter().filter(|l| pred(l)).count()
 }
@@ -227,20 +247,7 @@ fn assert_rollback(
 
 #[test]
 fn a_failing_or_hanging_new_worker_is_rolled_back() {
-    let fake = Fake::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fail_file = dir.path().join("fail");
-    // The switch goes to this kansas alone (never set_var: other tests run concurrently).
-    let k = Kansas::start_env(
-        &format!(
-            "[master]\nupgrade_timeout_secs = 1.5\n{}",
-            shard("s0", fake.addr)
-        ),
-        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
-    );
-    // The first worker must be up before the switch is armed, or it would fail too.
-    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
-        .unwrap();
+    let (_fake, _dir, fail_file, k) = switched("1.5");
     let cases = [
         ("before-ready", "init"),
         ("refuse", "start"),
@@ -271,18 +278,7 @@ fn a_failing_or_hanging_new_worker_is_rolled_back() {
 /// many small pieces is handed over whole, and every queue learned before is known after.
 #[test]
 fn a_failing_dump_never_stops_service_and_a_state_in_many_pieces_keeps_every_queue() {
-    let fake = Fake::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fail_file = dir.path().join("fail");
-    let k = Kansas::start_env(
-        &format!(
-            "[master]\nupgrade_timeout_secs = 20\n{}",
-            shard("s0", fake.addr)
-        ),
-        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
-    );
-    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
-        .unwrap();
+    let (_fake, _dir, fail_file, k) = switched("20");
     for _ in 0..25 {
         assert_eq!(register(&k), 200);
     }
@@ -376,18 +372,7 @@ fn a_failing_dump_never_stops_service_and_a_state_in_many_pieces_keeps_every_que
 
 #[test]
 fn a_second_sigusr1_during_an_upgrade_is_refused() {
-    let fake = Fake::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fail_file = dir.path().join("fail");
-    let k = Kansas::start_env(
-        &format!(
-            "[master]\nupgrade_timeout_secs = 3\n{}",
-            shard("s0", fake.addr)
-        ),
-        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
-    );
-    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
-        .unwrap();
+    let (_fake, _dir, fail_file, k) = switched("3");
     // Hold the upgrade open (its new worker hangs), so the second signal surely lands during
     // it: two SIGUSR1s sent back to back may be merged by the kernel into one.
     std::fs::write(&fail_file, "hang").unwrap();
@@ -743,18 +728,7 @@ fn a_worker_sent_sigterm_serves_until_its_successor_is_active_and_hands_its_queu
 /// master then starts a new worker.
 #[test]
 fn a_worker_sent_sigterm_twice_drains_at_once() {
-    let fake = Fake::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fail_file = dir.path().join("fail");
-    let k = Kansas::start_env(
-        &format!(
-            "[master]\nupgrade_timeout_secs = 300\n{}",
-            shard("s0", fake.addr)
-        ),
-        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
-    );
-    k.wait_log(Duration::from_secs(10), message_is("worker active"))
-        .unwrap();
+    let (_fake, _dir, fail_file, k) = switched("300");
     std::fs::write(&fail_file, "hang").unwrap();
     signal_worker(&k, 1, nix::sys::signal::Signal::SIGTERM);
     k.wait_log(
@@ -790,18 +764,7 @@ fn a_worker_sent_sigterm_twice_drains_at_once() {
 /// message): the signalled worker drains at its own deadline, upgrade_timeout_secs + 10 s.
 #[test]
 fn a_worker_sent_sigterm_and_never_stopped_drains_at_its_own_deadline() {
-    let fake = Fake::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fail_file = dir.path().join("fail");
-    let k = Kansas::start_env(
-        &format!(
-            "[master]\nupgrade_timeout_secs = 1\n{}",
-            shard("s0", fake.addr)
-        ),
-        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
-    );
-    k.wait_log(Duration::from_secs(10), message_is("worker active"))
-        .unwrap();
+    let (_fake, _dir, fail_file, k) = switched("1");
     std::fs::write(&fail_file, "hang").unwrap();
     signal_worker(&k, 1, nix::sys::signal::Signal::SIGINT);
     let line = k
@@ -826,18 +789,7 @@ fn a_worker_sent_sigterm_and_never_stopped_drains_at_its_own_deadline() {
 /// master's stop wins, the successor under way is abandoned and everything stops, exit 0.
 #[test]
 fn a_sigterm_to_the_worker_then_the_master_stops_everything() {
-    let fake = Fake::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let fail_file = dir.path().join("fail");
-    let mut k = Kansas::start_env(
-        &format!(
-            "[master]\nupgrade_timeout_secs = 300\n{}",
-            shard("s0", fake.addr)
-        ),
-        &[("KANSAS_TEST_FAIL_FILE", fail_file.to_str().unwrap())],
-    );
-    k.wait_log(Duration::from_secs(10), message_is("worker active"))
-        .unwrap();
+    let (_fake, _dir, fail_file, mut k) = switched("300");
     std::fs::write(&fail_file, "hang").unwrap();
     signal_worker(&k, 1, nix::sys::signal::Signal::SIGTERM);
     k.wait_log(

@@ -7,17 +7,17 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::mutate::{apply, edits, Edit};
 use kansas_testkit::harness::client::get;
 use kansas_testkit::harness::kansas::{shard, Kansas};
+use kansas_testkit::harness::raw_shard::RawShard;
 use kansas_testkit::harness::upstream::Upstream;
 
 const FUZZ_REALM: &str = "fuzz.example.com";
@@ -151,53 +151,6 @@ fn request(method: usize) -> String {
     )
 }
 
-/// The raw shard: reads each request head, writes the current answer, closes.
-struct RawShard {
-    addr: SocketAddr,
-    answer: Arc<Mutex<Vec<u8>>>,
-    requests: Arc<AtomicUsize>,
-    /// The request line of every request that reached it.
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-async fn raw_shard() -> RawShard {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let answer = Arc::new(Mutex::new(Vec::new()));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (a, r, l) = (answer.clone(), requests.clone(), lines.clone());
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let (a, r, l) = (a.clone(), r.clone(), l.clone());
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                r.fetch_add(1, Ordering::SeqCst);
-                let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-                l.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(line).into_owned());
-                let bytes = a.lock().unwrap().clone();
-                let _ = conn.write_all(&bytes).await;
-                let _ = conn.shutdown().await;
-            });
-        }
-    });
-    RawShard {
-        addr,
-        answer,
-        requests,
-        lines,
-    }
-}
-
 /// Sends `request` and reads to the end: an HTTP answer (a complete head), or a clean close.
 async fn exchange(proxy: SocketAddr, request: &str) -> Result<Option<u16>, String> {
     let mut s = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
@@ -240,7 +193,7 @@ fn mutated_shard_answers_never_break_kansas() {
         .enable_all()
         .build()
         .unwrap();
-    let fuzzed = rt.block_on(raw_shard());
+    let fuzzed = rt.block_on(RawShard::start(Vec::new()));
     let healthy = rt.block_on(Upstream::start("s1"));
     let dir = tempfile::tempdir().unwrap();
     let stderr_path = dir.path().join("stderr");
@@ -258,7 +211,7 @@ fn mutated_shard_answers_never_break_kansas() {
     let mut runner = TestRunner::new(crate::cases(24).clone_with_source_file(file!()));
     let (answered, closed) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let result = runner.run(&case(), |case| {
-        *fuzzed.answer.lock().unwrap() = case.answer(&seeds);
+        fuzzed.set_answer(case.answer(&seeds));
         let before = stderr_text(&stderr_path).len();
         let got = rt.block_on(exchange(k.proxy, &case.request()));
         let stderr = stderr_text(&stderr_path);
@@ -278,7 +231,7 @@ fn mutated_shard_answers_never_break_kansas() {
         "{} answered, {} closed cleanly, {} requests reached the fuzzed shard",
         answered.load(Ordering::Relaxed),
         closed.load(Ordering::Relaxed),
-        fuzzed.requests.load(Ordering::Relaxed)
+        fuzzed.requests()
     );
     rt.block_on(async {
         // The other shard's realm was never disturbed.
@@ -287,7 +240,7 @@ fn mutated_shard_answers_never_break_kansas() {
         assert_eq!(r.json()["shard"], "s1");
         // The fuzzed shard, once it answers properly, serves again (its own answer, not
         // kansas's empty one at a park deadline).
-        *fuzzed.answer.lock().unwrap() = seeds[0].clone();
+        fuzzed.set_answer(seeds[0].clone());
         let path = format!("/json/events?queue_id={QUEUE}&last_event_id=-1");
         let mut served = false;
         for _ in 0..20 {
@@ -324,7 +277,7 @@ fn mutated_shard_answers_never_break_kansas() {
     let sent: Vec<String> = (0..3)
         .map(|method| request(method).lines().next().unwrap().to_string())
         .collect();
-    for line in fuzzed.lines.lock().unwrap().iter() {
+    for line in &fuzzed.request_lines() {
         assert!(
             sent.contains(line),
             "the shard got a request no client sent: {line:?}"
