@@ -218,15 +218,7 @@ proptest! {
         let (section, key) = DURATIONS[at];
         let database = if section == "database" { "url_env = \"KANSAS_DB\"\n" } else { "" };
         let text = format!("{BASE}[{section}]\n{database}{key} = {bad}\n");
-        let problems = match parse(&text) {
-            Ok(_) => return Err(TestCaseError::fail(format!("{section}.{key} = {bad} accepted"))),
-            Err(e) => e.problems(),
-        };
-        let named = format!("{section}.{key}");
-        prop_assert!(
-            problems.iter().any(|p| p.key == named || p.message.contains(key)),
-            "{named} = {bad}: {problems:?}"
-        );
+        refused_at(&text, section, key, &bad)?;
     }
 
     /// A count that is negative, huge or not an integer is a problem named by its key.
@@ -243,16 +235,28 @@ proptest! {
     ) {
         let (section, key) = COUNTS[at];
         let text = format!("{BASE}[{section}]\n{key} = {bad}\n");
-        let problems = match parse(&text) {
-            Ok(_) => return Err(TestCaseError::fail(format!("{section}.{key} = {bad} accepted"))),
-            Err(e) => e.problems(),
-        };
-        let named = format!("{section}.{key}");
-        prop_assert!(
-            problems.iter().any(|p| p.key == named || p.message.contains(key)),
-            "{named} = {bad}: {problems:?}"
-        );
+        refused_at(&text, section, key, &bad)?;
     }
+}
+
+/// `text` (which sets `section.key` to `bad`) is refused, with a problem naming that key.
+fn refused_at(text: &str, section: &str, key: &str, bad: &str) -> Result<(), TestCaseError> {
+    let problems = match parse(text) {
+        Ok(_) => {
+            return Err(TestCaseError::fail(format!(
+                "{section}.{key} = {bad} accepted"
+            )))
+        }
+        Err(e) => e.problems(),
+    };
+    let named = format!("{section}.{key}");
+    prop_assert!(
+        problems
+            .iter()
+            .any(|p| p.key == named || p.message.contains(key)),
+        "{named} = {bad}: {problems:?}"
+    );
+    Ok(())
 }
 
 /// The base file is valid, so the properties above fail for the value they set.
