@@ -67,6 +67,14 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
+    /// The operator commands (database and routing).
+    #[command(flatten)]
+    Op(Operation),
+}
+
+/// The commands that work from the configuration (and the database, when there is one).
+#[derive(Subcommand)]
+enum Operation {
     /// Print which shard a realm host is routed to, why, and its resident shards (consults the
     /// database if any). With --batch: read `HOST [USER_ID]` lines on standard input and print
     /// one JSON object per line.
@@ -116,7 +124,7 @@ pub fn main() -> ExitCode {
             master_pid,
         } => return crate::worker::main(&cli.config, control_fd, generation, master_pid),
         Command::CheckConfig { file } => return check::run(&file),
-        command => load(&cli.config).and_then(|config| block_on(run(command, config))),
+        Command::Op(op) => load(&cli.config).and_then(|config| block_on(run(op, config))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,23 +154,20 @@ fn block_on(
         .block_on(command)
 }
 
-async fn run(command: Command, config: Config) -> Result<(), CmdError> {
+async fn run(command: Operation, config: Config) -> Result<(), CmdError> {
     match command {
-        Command::Route(args) => route::run(&config, args).await,
-        Command::Residency(args) => residency::run(&config, args).await,
-        Command::Db { action } => db::run(&config, action).await,
-        Command::Assign(args) => assign::assign(&config, args).await,
-        Command::Unassign(args) => assign::unassign(&config, args).await,
-        Command::Assignments(args) => assign::list(&config, args).await,
-        Command::Weight(args) => shards::weight(&config, args).await,
-        Command::Rule { action } => rules::run(&config, action).await,
-        Command::Rules => rules::list(&config).await,
-        Command::Shards => shards::list(&config).await,
-        Command::Drain(args) => drain::run(&config, args).await,
-        Command::ImportZulip(args) => zulip::import(&config, args).await,
-        Command::ExportZulip(args) => zulip::export(&config, args).await,
-        Command::Run | Command::CheckConfig { .. } | Command::Worker { .. } => {
-            unreachable!("handled by cli::main")
-        }
+        Operation::Route(args) => route::run(&config, args).await,
+        Operation::Residency(args) => residency::run(&config, args).await,
+        Operation::Db { action } => db::run(&config, action).await,
+        Operation::Assign(args) => assign::assign(&config, args).await,
+        Operation::Unassign(args) => assign::unassign(&config, args).await,
+        Operation::Assignments(args) => assign::list(&config, args).await,
+        Operation::Weight(args) => shards::weight(&config, args).await,
+        Operation::Rule { action } => rules::run(&config, action).await,
+        Operation::Rules => rules::list(&config).await,
+        Operation::Shards => shards::list(&config).await,
+        Operation::Drain(args) => drain::run(&config, args).await,
+        Operation::ImportZulip(args) => zulip::import(&config, args).await,
+        Operation::ExportZulip(args) => zulip::export(&config, args).await,
     }
 }
