@@ -5,6 +5,7 @@
 //! Module map:
 //! - [`config`]: the TOML file, raw then validated into [`config::Config`];
 //! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
+//! - [`h1`]: the I/O-free HTTP/1 framing core of the coming event-path engine (issue 13);
 //! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
 //! - [`queues`]: which shard each event queue lives on, and realm moves;
 //! - [`parking`]: holding GETs while their shard restarts, and replaying them;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod explain;
+pub mod h1;
 pub mod handoff;
 pub mod limits;
 pub mod logging;

@@ -2,8 +2,10 @@
 //! also the `fake-tornado` binary), `load` (the `kansas-load` harness: simulated Zulip clients
 //! that check every event arrives once and in order) and `harness` (what the integration tests
 //! share: real `kansas`, `fake-tornado`, nginx and PostgreSQL processes, raw clients and
-//! upstreams, metric scrapers).
+//! upstreams, metric scrapers), and `h1_corpus` (the HTTP/1 conformance corpus's reader and
+//! runner).
 
 pub mod fake_tornado;
+pub mod h1_corpus;
 pub mod harness;
 pub mod load;

@@ -6,6 +6,7 @@
 
 mod alloc;
 mod config_file;
+mod h1;
 mod handoff;
 mod host_query;
 mod mutate;
