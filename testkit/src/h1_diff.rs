@@ -66,17 +66,9 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Fields left out of the comparison: hop-by-hop, framing, and the ones kansas writes itself.
+/// Fields left out of the comparison besides the hop-by-hop ones
+/// ([`kansas::h1::forward::HOP_BY_HOP`]): framing, and the ones kansas writes itself.
 const NOT_COMPARED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
     "content-length",
     "expect",
     "x-forwarded-for",
@@ -100,7 +92,11 @@ fn end_to_end(fields: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = fields
         .iter()
         .map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec()))
-        .filter(|(n, _)| !NOT_COMPARED.contains(&n.as_str()) && !listed.contains(n))
+        .filter(|(n, _)| {
+            !NOT_COMPARED.contains(&n.as_str())
+                && !kansas::h1::forward::HOP_BY_HOP.contains(&n.as_str())
+                && !listed.contains(n)
+        })
         .collect();
     out.sort();
     out
