@@ -6,6 +6,8 @@
 //! - [`config`]: the TOML file, raw then validated into [`config::Config`];
 //! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
 //! - [`h1`]: the I/O-free HTTP/1 framing core of the coming event-path engine (issue 13);
+//! - [`engine`]: that engine's first I/O pieces (buffer pool, head reader, upstream pool),
+//!   not wired in yet (`docs/engine.md`);
 //! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
 //! - [`queues`]: which shard each event queue lives on, and realm moves;
 //! - [`parking`]: holding GETs while their shard restarts, and replaying them;
@@ -26,6 +28,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod h1;
