@@ -1,0 +1,333 @@
+//! A measurement, not a product (issue 13, step 2): the smallest proxy built from the engine's
+//! first pieces (`kansas::engine`: buffer pool, head reader, upstream pool) and the framing core
+//! (`kansas::h1`), to measure early what a waiting long-poll costs and the CPU per request
+//! against nginx, before the engine is wired into kansas (`docs/engine.md`). One upstream, no
+//! routing, no parking; bodies by `Content-Length` only (anything else closes); keep-alive on
+//! both sides; one current-thread runtime per core, each with its own pools; jemalloc with the
+//! project's settings (`.cargo/config.toml`). A waiting long-poll holds its task, its two
+//! sockets and the forwarded head it sent: no buffer.
+//!
+//!   cargo run --release --example engine_proxy -- 127.0.0.1:18082 127.0.0.1:18084 [THREADS]
+//!
+//! Measured as `benches/proxy.sh` part 3 does (RSS under load minus idle, over the established
+//! upstream connections), with kansas-load through an nginx in front: kansas-load sends
+//! absolute-form targets whose authority differs from the Host, which `h1` refuses
+//! (`host-mismatch`); nginx forwards origin-form. The connection's future size is printed at
+//! the first connection.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use kansas::engine::head::HeadReader;
+use kansas::engine::pool;
+use kansas::engine::upstream::{connect, Reuse, Upstream, UpstreamPool};
+use kansas::h1::forward::{client_request_id, write_request_head};
+use kansas::h1::response::{self, ToClient};
+use kansas::h1::{Framing, Limits, Version, MAX_HEADERS};
+use nix::sys::socket::{recv, MsgFlags};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+const MAX_IDLE: usize = 1024;
+
+thread_local! {
+    static UPSTREAMS: RefCell<UpstreamPool> = RefCell::new(UpstreamPool::new(1, MAX_IDLE, IDLE_TIMEOUT));
+}
+
+fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let usage = || io::Error::other("usage: engine_proxy LISTEN UPSTREAM [THREADS]");
+    let listen: SocketAddr = args
+        .next()
+        .ok_or_else(usage)?
+        .parse()
+        .map_err(|_| usage())?;
+    let upstream: SocketAddr = args
+        .next()
+        .ok_or_else(usage)?
+        .parse()
+        .map_err(|_| usage())?;
+    let threads = match args.next() {
+        Some(n) => n.parse().map_err(|_| usage())?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let listener = listener.try_clone()?;
+            Ok(std::thread::spawn(move || serve(listener, upstream)))
+        })
+        .collect::<io::Result<_>>()?;
+    for h in handles {
+        h.join()
+            .map_err(|_| io::Error::other("a serving thread panicked"))??;
+    }
+    Ok(())
+}
+
+/// One serving thread: its runtime, its accept loop, its pool sweep.
+fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+                UPSTREAMS.with(|p| p.borrow_mut().sweep(Instant::now()));
+            }
+        });
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = connection(stream, peer.ip(), upstream);
+            static SHOWN: std::sync::Once = std::sync::Once::new();
+            SHOWN.call_once(|| {
+                eprintln!(
+                    "a connection's future: {} bytes",
+                    std::mem::size_of_val(&conn)
+                )
+            });
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    })
+}
+
+/// What the forwarded request needs after its head was read.
+struct Record {
+    head: Box<[u8]>,
+    body: u64,
+    version: Version,
+    keep_alive: bool,
+    to_head: bool,
+    request_id: Box<[u8]>,
+}
+
+/// One client connection: requests in order, until it closes.
+async fn connection(mut client: TcpStream, peer: IpAddr, upstream: SocketAddr) -> io::Result<()> {
+    let limits = Limits::default();
+    let mut reader = HeadReader::new();
+    loop {
+        let record = reader
+            .next(&client, &limits, |head| {
+                let framing = match head.framing {
+                    Framing::Empty => 0,
+                    Framing::Length(n) => n,
+                    _ => return None,
+                };
+                let new_id;
+                let id = match client_request_id(head.headers) {
+                    Some(id) => id,
+                    None => {
+                        new_id = format!("{:032x}", fastrand::u128(..));
+                        new_id.as_bytes()
+                    }
+                };
+                let mut out = Vec::with_capacity(head.head_len + 96);
+                write_request_head(head, peer, id, &mut out);
+                Some(Record {
+                    head: out.into_boxed_slice(),
+                    body: framing,
+                    version: head.version,
+                    keep_alive: head.keep_alive,
+                    to_head: head.method == "HEAD",
+                    request_id: id.into(),
+                })
+            })
+            .await;
+        let Ok(Some(record)) = record else {
+            return Ok(());
+        };
+        let body = reader.take_pending();
+        let Some(keep) = exchange(&mut client, &record, body, upstream, &limits).await? else {
+            return Ok(());
+        };
+        if !keep {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends the request and relays the answer; `Some(keep_alive)`, or `None` when the client left
+/// or the exchange failed (the connection closes).
+async fn exchange(
+    client: &mut TcpStream,
+    record: &Record,
+    body: Option<Box<[u8]>>,
+    upstream: SocketAddr,
+    limits: &Limits,
+) -> io::Result<Option<bool>> {
+    let mut up = match UPSTREAMS.with(|p| p.borrow_mut().checkout(0, Instant::now())) {
+        Some(up) => up,
+        None => connect(upstream, 0, Duration::from_secs(5)).await?,
+    };
+    let mut sent = send(&mut up, client, record, body.as_deref()).await;
+    if sent.is_err() && up.reused && record.body == 0 {
+        up = connect(upstream, 0, Duration::from_secs(5)).await?;
+        sent = send(&mut up, client, record, None).await;
+    }
+    sent?;
+    // Waiting: no buffer; a client that leaves ends the wait.
+    let mut client_has_data = false;
+    loop {
+        tokio::select! {
+            r = up.stream.readable() => { r?; break; }
+            r = client.readable(), if !client_has_data => {
+                r?;
+                // A peek through `try_io`, so "nothing there" clears the readiness.
+                let mut b = [0u8; 1];
+                let peek = client.try_io(Interest::READABLE, || {
+                    recv(client.as_raw_fd(), &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
+                        .map_err(io::Error::from)
+                });
+                match peek {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => client_has_data = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Ok(None),
+                }
+            }
+        }
+    }
+    relay(up, client, record, limits).await
+}
+
+/// Writes the forwarded head and the body (what was read with the head, then the rest).
+async fn send(
+    up: &mut Upstream,
+    client: &mut TcpStream,
+    record: &Record,
+    start: Option<&[u8]>,
+) -> io::Result<()> {
+    up.stream.write_all(&record.head).await?;
+    let mut left = record.body;
+    if let Some(start) = start {
+        let n = start.len().min(left as usize);
+        up.stream.write_all(&start[..n]).await?;
+        left -= n as u64;
+    }
+    while left > 0 {
+        client.readable().await?;
+        let mut buf = pool::take(pool::SMALL);
+        let got = client.try_read_buf(&mut buf);
+        let n = match got {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => Ok(n.min(left as usize)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        };
+        let written = match n {
+            Ok(n) => up.stream.write_all(&buf[..n]).await.map(|_| n),
+            Err(e) => Err(e),
+        };
+        pool::give(buf);
+        left -= written? as u64;
+    }
+    Ok(())
+}
+
+/// Reads the shard's answer into a borrowed buffer and relays it; returns the connection to the
+/// pool when clean.
+async fn relay(
+    mut up: Upstream,
+    client: &mut TcpStream,
+    record: &Record,
+    limits: &Limits,
+) -> io::Result<Option<bool>> {
+    let mut buf = pool::take(pool::SMALL);
+    let mut out = pool::take(pool::SMALL);
+    let result = relay_in(&mut up, client, record, limits, &mut buf, &mut out).await;
+    pool::give(buf);
+    pool::give(out);
+    let (keep, reuse) = match result {
+        Ok(Some((keep, true))) => (Some(keep), Reuse::Clean),
+        Ok(Some((keep, false))) => (Some(keep), Reuse::Close),
+        Ok(None) => (None, Reuse::Close),
+        Err(e) => return Err(e),
+    };
+    UPSTREAMS.with(|p| p.borrow_mut().checkin(up, reuse, Instant::now()));
+    Ok(keep)
+}
+
+async fn relay_in(
+    up: &mut Upstream,
+    client: &mut TcpStream,
+    record: &Record,
+    limits: &Limits,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> io::Result<Option<(bool, bool)>> {
+    let to = ToClient {
+        request_id: &record.request_id,
+        version: record.version,
+        keep_alive: record.keep_alive,
+    };
+    let mut skip = 0;
+    let (head_end, length, client_framing, shard_keep) = loop {
+        if buf.len() == buf.capacity() {
+            return Ok(None);
+        }
+        match up.stream.try_read_buf(buf) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                up.stream.readable().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match response::parse(&buf[skip..], &mut storage, limits, record.to_head) {
+            Ok(response::Parsed::Partial) => continue,
+            Ok(response::Parsed::Interim(n)) => skip += n,
+            Ok(response::Parsed::Complete(head)) => {
+                let length = match head.framing {
+                    Framing::Empty => 0,
+                    Framing::Length(n) => n,
+                    _ => return Ok(None),
+                };
+                let f = response::write_client_head(&head, &to, out);
+                break (skip + head.head_len, length, f, head.shard_keep_alive);
+            }
+            Err(_) => return Ok(None),
+        }
+    };
+    let have = (buf.len() - head_end) as u64;
+    let now = have.min(length) as usize;
+    out.extend_from_slice(&buf[head_end..head_end + now]);
+    client.write_all(out).await?;
+    let mut left = length - now as u64;
+    let extra = have > length;
+    while left > 0 {
+        buf.clear();
+        match up.stream.try_read_buf(buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) if n as u64 > left => return Ok(None),
+            Ok(n) => {
+                client.write_all(&buf[..n]).await?;
+                left -= n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.stream.readable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some((client_framing.keep_alive, shard_keep && !extra)))
+}
