@@ -10,10 +10,10 @@
 //!   cargo run --release --example engine_proxy -- 127.0.0.1:18082 127.0.0.1:18084 [THREADS]
 //!
 //! Measured as `benches/proxy.sh` part 3 does (RSS under load minus idle, over the established
-//! upstream connections), with kansas-load through an nginx in front: kansas-load sends
-//! absolute-form targets whose authority differs from the Host, which `h1` refuses
-//! (`host-mismatch`); nginx forwards origin-form. The connection's future size is printed at
-//! the first connection.
+//! upstream connections). The first measurement (docs/engine.md) put an nginx in front because
+//! kansas-load then sent absolute-form targets whose authority differed from the Host, which
+//! `h1` refuses (`host-mismatch`); it now sends origin-form, as nginx does, so it can target
+//! this proxy directly. The connection's future size is printed at the first connection.
 
 use std::cell::RefCell;
 use std::io;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use kansas_testkit::harness::fake::{free_port, Fake};
 use kansas_testkit::harness::kansas::{shard, Kansas};
 use kansas_testkit::harness::load::LoadRun;
+use kansas_testkit::harness::raw_shard::RawShard;
 
 fn load(target: SocketAddr, shards: &[SocketAddr], extra: &[&str]) -> (Output, serde_json::Value) {
     let run = LoadRun::new(target);
@@ -367,5 +368,41 @@ fn bad_arguments_exit_2() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
+    }
+}
+
+/// kansas-load's requests to its target are in origin-form with the realm as Host, as nginx
+/// forwards Zulip's: never absolute-form (whose authority, the target's address, would differ
+/// from the Host: an HTTP/1 proxy may refuse that; issue 13's engine does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_the_target_are_in_origin_form() {
+    let answer = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".to_vec();
+    let target = RawShard::start(answer).await;
+    // Events go to an address where nothing listens: only the target's requests are looked at.
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let run = LoadRun::new(target.addr).shards(&[nowhere]).args([
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--settle",
+        "1s",
+        "--publish-rate",
+        "0/s",
+    ]);
+    let (out, _report) = tokio::task::spawn_blocking(move || run.run())
+        .await
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "every request failed, so the run must fail"
+    );
+    let lines = target.request_lines();
+    assert!(!lines.is_empty(), "kansas-load sent nothing");
+    for line in &lines {
+        assert!(
+            line.starts_with("GET /json/events?") || line.starts_with("GET /api/v1/events?"),
+            "not an origin-form registration or poll: {line:?}"
+        );
     }
 }

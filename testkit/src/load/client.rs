@@ -157,6 +157,7 @@ pub async fn run(spec: ClientSpec, stop: CancellationToken) -> ClientResult {
 
 impl Client {
     /// The next request: a registration through the target, or a poll of the queue.
+    /// Origin-form, as nginx forwards it (the Host header names the realm).
     fn request(&self) -> Request<Full<Bytes>> {
         let spec = &self.spec;
         let uri = match &self.queue_id {
@@ -165,14 +166,10 @@ impl Client {
                     0 => String::new(),
                     n => format!("&lifespan_secs={n}"),
                 };
-                format!(
-                    "http://{}{}?dont_block=true{lifespan}",
-                    spec.target, spec.path
-                )
+                format!("{}?dont_block=true{lifespan}", spec.path)
             }
             Some(q) => format!(
-                "http://{}{}?queue_id={q}&last_event_id={}{}",
-                spec.target,
+                "{}?queue_id={q}&last_event_id={}{}",
                 spec.path,
                 self.last_event_id,
                 if self.failures > 0 {
@@ -296,7 +293,7 @@ async fn delete(
     let body: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("queue_id", queue_id)
         .finish();
-    let req = Request::delete(format!("http://{}{}", spec.target, spec.path))
+    let req = Request::delete(spec.path)
         .header(http::header::HOST, &*spec.realm)
         .header(USER_ID_HEADER, spec.id.to_string())
         .header(
