@@ -48,12 +48,30 @@ pub fn warn_if_short(fd_limit: Option<u64>, max_connections: usize) {
     }
 }
 
+/// Whether an I/O error means this process (`EMFILE`) or the system (`ENFILE`) is out of file
+/// descriptors: kansas's own condition, never the peer's.
+pub fn out_of_fds(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(e.raw_os_error(), Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::out_of_fds;
+
     #[test]
     fn two_descriptors_per_connection_after_the_reserve() {
         assert_eq!(super::connections_within(20_000), 9_872);
         assert_eq!(super::connections_within(400), 72);
         assert_eq!(super::connections_within(100), 1);
+    }
+
+    #[test]
+    fn emfile_and_enfile_are_out_of_fds_other_errors_are_not() {
+        let e = |code| std::io::Error::from_raw_os_error(code);
+        assert!(out_of_fds(&e(nix::errno::Errno::EMFILE as i32)));
+        assert!(out_of_fds(&e(nix::errno::Errno::ENFILE as i32)));
+        assert!(!out_of_fds(&e(nix::errno::Errno::ECONNREFUSED as i32)));
+        assert!(!out_of_fds(&std::io::Error::other("x")));
     }
 }

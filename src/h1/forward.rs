@@ -17,7 +17,8 @@ use super::framing::{is, Framing};
 use super::list_items;
 use super::request::RequestHead;
 
-/// Fields that describe one connection and never cross a proxy (as `proxy::headers`).
+/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1; also the
+/// hyper path's list, `proxy::headers`).
 pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -46,12 +47,16 @@ pub fn is_hop_by_hop(header: &Header<'_>, headers: &[Header<'_>]) -> bool {
             .any(|c| list_items(c.value).any(|n| n.eq_ignore_ascii_case(header.name.as_bytes())))
 }
 
-/// The client's request id: its first `X-Request-Id` when that is 1–200 visible ASCII
-/// characters (as `proxy::headers::request_id`); `None` means kansas makes one.
+/// Whether a client's `X-Request-Id` value is kept as is: 1–200 visible ASCII characters.
+pub fn is_sane_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.iter().all(u8::is_ascii_graphic)
+}
+
+/// The client's request id: its first `X-Request-Id` when [`is_sane_request_id`]; `None`
+/// means kansas makes one.
 pub fn client_request_id<'b>(headers: &[Header<'b>]) -> Option<&'b [u8]> {
     let v = headers.iter().find(|h| is(h, "x-request-id"))?.value;
-    (!v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.iter().all(u8::is_ascii_graphic))
-        .then_some(v)
+    is_sane_request_id(v).then_some(v)
 }
 
 /// Writes the head the shard gets for `head` into `out`: `client` is the client's address (for

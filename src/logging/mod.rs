@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 pub mod access;
+pub mod throttle;
 
 /// The target of the per-request access line.
 pub const ACCESS_TARGET: &str = "kansas::access";

@@ -13,11 +13,13 @@
 //! of them cannot flood the log.
 
 use std::fmt;
+use std::time::Duration;
 
 use nix::libc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::time::{Duration, Instant};
+
+use crate::logging::throttle::Throttle;
 
 /// What a signal asks of the master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,20 +96,20 @@ pub fn listen<E: Send + 'static>(
     for signo in all {
         let mut stream = signal(SignalKind::from_raw(signo))?;
         let events = events.clone();
-        let limited = meaning(signo) == Meaning::Ignore;
+        let limit =
+            (meaning(signo) == Meaning::Ignore).then(|| Throttle::new(Duration::from_secs(1)));
         tokio::spawn(async move {
-            let mut last: Option<Instant> = None;
-            let mut arrived = 0;
             while stream.recv().await.is_some() {
-                arrived += 1;
-                if limited && last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                    continue;
-                }
-                last = Some(Instant::now());
+                let arrived = match &limit {
+                    None => 1,
+                    Some(t) => match t.tick() {
+                        Some(unlogged) => unlogged + 1,
+                        None => continue,
+                    },
+                };
                 if events.send(deliver(signo, arrived)).is_err() {
                     return;
                 }
-                arrived = 0;
             }
         });
     }

@@ -6,33 +6,21 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+// The rules' one source: the engine's framing core (`h1`), which this hyper path will give
+// way to.
+use crate::h1::forward::{is_sane_request_id, HOP_BY_HOP};
+
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
-/// Longest client-supplied request id kept as is.
-const MAX_REQUEST_ID_LEN: usize = 200;
-
-/// Headers that only describe one connection and never cross a proxy.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 ///
 /// Most requests and answers carry none of them, so one pass over the names decides whether
 /// anything needs removing (cheaper than nine lookups).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
@@ -48,7 +36,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -69,9 +57,7 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
 /// otherwise a new random 128-bit id in hex.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| c.is_ascii_graphic())
-        {
+        if is_sane_request_id(v.as_bytes()) {
             return v.clone();
         }
     }

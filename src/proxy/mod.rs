@@ -10,7 +10,6 @@ mod forward;
 mod handler;
 pub mod headers;
 mod server;
-mod throttle;
 mod upstream;
 
 use std::cell::Cell;

@@ -18,8 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::throttle::{out_of_fds, Throttle};
 use super::{handle, Proxy};
+use crate::limits::out_of_fds;
+use crate::logging::throttle::Throttle;
 
 /// Connection-level limits of the client listener.
 #[derive(Debug, Clone, Copy)]

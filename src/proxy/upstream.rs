@@ -18,9 +18,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::{ClientBody, Watched};
 use super::headers;
-use super::throttle::{out_of_fds, Throttle};
 use super::Proxy;
 use crate::error::ProxyError;
+use crate::limits::out_of_fds;
+use crate::logging::throttle::Throttle;
 use crate::routing::ShardId;
 
 /// What a request sends upstream: the client's body (bounded, streamed), nothing, or a body

@@ -1,5 +1,5 @@
 //! Rate-limited log lines for conditions that can repeat thousands of times a second (kansas out
-//! of file descriptors, an accept that keeps failing): the first occurrence is logged at once,
+//! of file descriptors, an accept that keeps failing, a flood of ignored signals): the first occurrence is logged at once,
 //! later ones at most once per interval, each line saying how many went unlogged since the last.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,13 +50,6 @@ impl Throttle {
     }
 }
 
-/// Whether an I/O error means this process (`EMFILE`) or the system (`ENFILE`) is out of file
-/// descriptors: kansas's own condition, never the peer's.
-pub fn out_of_fds(e: &std::io::Error) -> bool {
-    use nix::errno::Errno;
-    matches!(e.raw_os_error(), Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,14 +66,5 @@ mod tests {
             Some(1000),
             "the next line says how many went unlogged"
         );
-    }
-
-    #[test]
-    fn emfile_and_enfile_are_out_of_fds_other_errors_are_not() {
-        let e = |code| std::io::Error::from_raw_os_error(code);
-        assert!(out_of_fds(&e(nix::errno::Errno::EMFILE as i32)));
-        assert!(out_of_fds(&e(nix::errno::Errno::ENFILE as i32)));
-        assert!(!out_of_fds(&e(nix::errno::Errno::ECONNREFUSED as i32)));
-        assert!(!out_of_fds(&std::io::Error::other("x")));
     }
 }
