@@ -126,6 +126,7 @@ impl Daemon {
             max_header_bytes: self.config.proxy.max_header_bytes,
             header_read_timeout: self.config.timeouts.client_header,
             drain: self.config.timeouts.drain,
+            engine: self.config.proxy.engine,
         };
         let stop = async move {
             stop.await;

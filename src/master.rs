@@ -106,6 +106,7 @@ async fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         proxy = %proxy.local_addr()?,
         admin = %admin.local_addr()?,
         shards = config.routing.shards().len(),
+        engine = config.proxy.engine.as_str(),
         fd_limit,
         pid = std::process::id(),
         "kansas listening"

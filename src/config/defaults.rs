@@ -64,6 +64,8 @@ pub mod proxy {
     pub const THREADS: Count = count("proxy.threads", 0, 0, 1024);
     pub const MAX_HEADER_BYTES: Count = count("proxy.max_header_bytes", 16_384, 8_192, 1 << 20);
     pub const MAX_BODY_BYTES: Count = count("proxy.max_body_bytes", 1 << 20, 0, 1 << 30);
+    /// Which HTTP/1 engine serves the event path (`docs/engine.md`).
+    pub const ENGINE: crate::config::Engine = crate::config::Engine::Hyper;
 }
 
 /// `[admin]`.
@@ -144,6 +146,7 @@ pub mod shards {
 pub fn documented() -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("proxy.listen", proxy::LISTEN.to_string()),
+        ("proxy.engine", proxy::ENGINE.as_str().to_string()),
         ("admin.listen", admin::LISTEN.to_string()),
         ("log.format", log::FORMAT.to_string()),
         ("log.level", log::LEVEL.to_string()),

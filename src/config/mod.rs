@@ -45,6 +45,50 @@ pub struct ProxyConfig {
     pub threads: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
+    /// Which HTTP/1 engine serves the event path.
+    pub engine: Engine,
+}
+
+/// The HTTP/1 connection handling of the event path (`proxy.engine`, `docs/engine.md`): hyper's
+/// server and client, or kansas's own engine on `httparse` (`src/engine`), which holds no
+/// buffer while a long-poll waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Hyper,
+    Kansas,
+}
+
+impl Engine {
+    /// The name the configuration file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Hyper => "hyper",
+            Engine::Kansas => "kansas",
+        }
+    }
+
+    /// The engine the test suite asks for when a configuration names none
+    /// (`KANSAS_TEST_ENGINE`): only in builds with the `test-faults` feature, which the tests
+    /// turn on; the daemon as built for operators has no such switch.
+    #[cfg(feature = "test-faults")]
+    pub fn for_tests() -> Option<Engine> {
+        std::env::var("KANSAS_TEST_ENGINE")
+            .ok()
+            .and_then(|name| Engine::parse(&name))
+    }
+
+    /// Without the `test-faults` feature: none.
+    #[cfg(not(feature = "test-faults"))]
+    pub fn for_tests() -> Option<Engine> {
+        None
+    }
+
+    /// The engine a name in the configuration file stands for.
+    pub fn parse(name: &str) -> Option<Engine> {
+        [Engine::Hyper, Engine::Kansas]
+            .into_iter()
+            .find(|e| e.as_str() == name)
+    }
 }
 
 /// Every timeout the daemon applies.

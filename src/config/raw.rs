@@ -32,6 +32,7 @@ pub struct RawProxy {
     pub threads: Option<i64>,
     pub max_header_bytes: Option<i64>,
     pub max_body_bytes: Option<i64>,
+    pub engine: Option<String>,
 }
 
 /// `[admin]`: the metrics and health listener.

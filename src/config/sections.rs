@@ -10,8 +10,8 @@ use super::raw::{
     RawAdmin, RawDatabase, RawLog, RawMaster, RawParking, RawProxy, RawQueues, RawTimeouts,
 };
 use super::{
-    DatabaseConfig, LogConfig, LogFormat, MasterConfig, ParkingConfig, ProxyConfig, QueuesConfig,
-    TimeoutAnswer, Timeouts,
+    DatabaseConfig, Engine, LogConfig, LogFormat, MasterConfig, ParkingConfig, ProxyConfig,
+    QueuesConfig, TimeoutAnswer, Timeouts,
 };
 use crate::routing::MovePolicy;
 
@@ -24,6 +24,16 @@ pub(super) fn proxy(raw: Option<RawProxy>, p: &mut Problems) -> ProxyConfig {
         threads: p.count(d::THREADS, raw.threads) as usize,
         max_header_bytes: p.count(d::MAX_HEADER_BYTES, raw.max_header_bytes) as usize,
         max_body_bytes: p.count(d::MAX_BODY_BYTES, raw.max_body_bytes) as u64,
+        engine: match raw.engine.as_deref() {
+            None => Engine::for_tests().unwrap_or(d::ENGINE),
+            Some(name) => Engine::parse(name).unwrap_or_else(|| {
+                p.add(
+                    "proxy.engine",
+                    format!("must be \"hyper\" or \"kansas\" (got {name:?})"),
+                );
+                d::ENGINE
+            }),
+        },
     }
 }
 

@@ -58,6 +58,12 @@ impl HeadReader {
         self.carry.take()
     }
 
+    /// Gives back bytes read past a body's end (the start of a pipelined request): they are
+    /// read before the socket again.
+    pub fn put_back(&mut self, rest: &[u8]) {
+        self.keep(rest, false);
+    }
+
     /// Reads the next request head from `stream` and gives it, parsed, to `on_head`; the
     /// bytes after the head stay pending. `on_head` runs while the buffer is borrowed: it
     /// must not block.

@@ -1,11 +1,79 @@
 //! The event-path engine (issue 13, `docs/engine.md`): kansas's own HTTP/1 connection handling
 //! on top of the I/O-free framing core [`crate::h1`], built so that a connection that waits holds
-//! no buffer. These are its first I/O pieces, **not wired into the proxy yet** (the hyper path
-//! in [`crate::proxy`] still serves): the per-thread buffer pool ([`pool`]), reading one request
-//! head from a client socket without holding a buffer while idle ([`head`]), and the per-thread
-//! pool of idle keep-alive connections to the shards ([`upstream`]). Each serving thread owns
-//! its pools (no locks); values are moved in and out between awaits, so futures stay `Send`.
+//! no buffer. Chosen with `proxy.engine = "kansas"` (the hyper path in [`crate::proxy`] serves
+//! otherwise); both make the same decisions through the same shared state ([`Proxy`]).
+//!
+//! The pieces: the per-thread buffer pool ([`pool`]); reading one request head without holding
+//! a buffer while idle ([`head`]); the record a request keeps ([`record`]); the client's body
+//! ([`body`]); the per-thread pool of idle shard connections ([`upstream`]) and one try at a
+//! shard ([`shard`]); relaying an answer ([`relay`]); a request's route and forwarding
+//! ([`forward`], [`get`]); a client connection's loop ([`conn`]). Each serving thread owns its
+//! pools (no locks); values are moved in and out between awaits, so futures stay `Send`.
 
+pub mod body;
+pub mod conn;
+pub mod forward;
+pub mod get;
 pub mod head;
 pub mod pool;
+pub mod record;
+pub mod relay;
+pub mod shard;
 pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::h1::Limits;
+use crate::proxy::Proxy;
+
+pub use shard::Stop;
+
+/// What every connection of the engine shares: the proxy's state, the framing limits, and each
+/// shard's address (resolved once at start when it can be).
+pub struct Engine {
+    pub proxy: Arc<Proxy>,
+    pub limits: Limits,
+    addrs: Vec<Option<SocketAddr>>,
+}
+
+impl Engine {
+    /// The engine for `proxy`, with request heads up to `max_header_bytes`.
+    pub fn new(proxy: Arc<Proxy>, max_header_bytes: usize) -> Arc<Engine> {
+        use std::net::ToSocketAddrs;
+        let addrs = (0..proxy.shard_count())
+            .map(|id| {
+                let address = proxy.shard_authority(id).as_str();
+                address.to_socket_addrs().ok().and_then(|mut a| a.next())
+            })
+            .collect();
+        let limits = Limits {
+            max_head_bytes: max_header_bytes,
+            max_body_bytes: proxy.max_body_bytes(),
+            ..Limits::default()
+        };
+        Arc::new(Engine {
+            proxy,
+            limits,
+            addrs,
+        })
+    }
+
+    /// Where shard `id` is connected: its address resolved at start, or again now.
+    pub async fn addr(&self, id: usize) -> std::io::Result<SocketAddr> {
+        if let Some(a) = self.addrs[id] {
+            return Ok(a);
+        }
+        let name = self.proxy.shard_authority(id).as_str();
+        tokio::net::lookup_host(name)
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{name}: no address")))
+    }
+
+    /// Prepares the calling serving thread: its buffer pool's head size and its shard pool.
+    pub fn init_thread(&self) {
+        pool::set_large_size(self.limits.max_head_bytes);
+        shard::init_thread(self.proxy.shard_count());
+    }
+}

@@ -68,6 +68,20 @@ pub fn write_request_head(
     request_id: &[u8],
     out: &mut Vec<u8>,
 ) {
+    write_request_fields(head, client, request_id, out);
+    write_framing(head.framing, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`write_request_head`] without the framing field and the empty line that ends the head:
+/// the part the engine keeps to send again (a replay, a redirect, another shard), finished by
+/// the caller with the framing of the body it sends then.
+pub fn write_request_fields(
+    head: &RequestHead<'_, '_>,
+    client: IpAddr,
+    request_id: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     head.write_origin(out);
@@ -98,8 +112,6 @@ pub fn write_request_head(
     }
     write_forwarded_for(forwarded_for, client, out);
     field(out, "X-Request-Id", request_id);
-    write_framing(head.framing, out);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// `X-Forwarded-For`: the client's first one (when it is text and not blank), then the

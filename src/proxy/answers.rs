@@ -49,42 +49,114 @@ impl ProxyError {
 
     /// The complete answer for the client.
     pub fn response(self) -> Response<ClientBody> {
+        self.own().into_response()
+    }
+
+    /// The answer as both engines write it.
+    pub fn own(self) -> Own {
         let (status, code) = self.status_and_code();
         let body = serde_json::json!({"result": "error", "msg": self.to_string(), "code": code});
-        let mut resp = json_response(status, &body);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        Own {
+            status,
+            body: body.to_string(),
+            allow: self == ProxyError::MethodNotAllowed,
+        }
+    }
+}
+
+/// An answer kansas makes itself: status and JSON body (`Retry-After` goes with every `503`,
+/// `Allow` with a `405`). The hyper path turns it into a [`Response`]; the engine writes it as
+/// bytes ([`Own::write`]): the same status, fields and body either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Own {
+    pub status: StatusCode,
+    pub body: String,
+    allow: bool,
+}
+
+impl Own {
+    /// A JSON answer with `status` and `body`.
+    pub fn json(status: StatusCode, body: &serde_json::Value) -> Own {
+        Own {
+            status,
+            body: body.to_string(),
+            allow: status == StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The hyper path's response, marked as kansas's own.
+    pub fn into_response(self) -> Response<ClientBody> {
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(self.body))));
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
-        if self == ProxyError::MethodNotAllowed {
+        if self.allow {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         }
+        resp.extensions_mut().insert(OwnAnswer);
         resp
+    }
+
+    /// The whole answer as the engine sends it: HTTP/1.1 status line, the fields, the request
+    /// id, `Connection: close` when the connection ends after it, and the body.
+    pub fn write(&self, request_id: &[u8], close: bool, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let reason = self.status.canonical_reason().unwrap_or("");
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            self.status.as_u16(),
+            self.body.len()
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            out.extend_from_slice(b"Retry-After: ");
+            out.extend_from_slice(RETRY_AFTER_SECS.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if self.allow {
+            out.extend_from_slice(b"Allow: ");
+            out.extend_from_slice(ALLOWED_METHODS.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"X-Request-Id: ");
+        out.extend_from_slice(request_id);
+        out.extend_from_slice(b"\r\n");
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body.as_bytes());
     }
 }
 
 /// Zulip's normal empty events result for `queue_id`: what a GET still parked at its deadline
 /// gets (the client simply polls again).
-pub(super) fn empty_events(queue_id: &str) -> Response<ClientBody> {
+pub fn empty_events(queue_id: &str) -> Own {
     let body = serde_json::json!({
         "result": "success", "msg": "", "events": [], "queue_id": queue_id,
     });
-    json_response(StatusCode::OK, &body)
+    Own::json(StatusCode::OK, &body)
 }
 
 /// Zulip's exact `BAD_EVENT_QUEUE_ID` answer for `queue_id`: the client reloads and registers a
 /// new queue (the `reload` move of a realm that changed shard).
-pub(super) fn bad_event_queue(queue_id: &str) -> Response<ClientBody> {
+pub fn bad_event_queue(queue_id: &str) -> Own {
     let body = serde_json::json!({
         "result": "error",
         "msg": format!("Bad event queue ID: {queue_id}"),
         "code": "BAD_EVENT_QUEUE_ID",
         "queue_id": queue_id,
     });
-    json_response(StatusCode::BAD_REQUEST, &body)
+    Own::json(StatusCode::BAD_REQUEST, &body)
 }
 
 /// Marks an answer kansas made itself (not a shard's), so the queue map never learns from it.
@@ -94,18 +166,6 @@ pub(super) struct OwnAnswer;
 /// Whether kansas made this answer itself (see [`OwnAnswer`]).
 pub(super) fn is_own<B>(resp: &Response<B>) -> bool {
     resp.extensions().get::<OwnAnswer>().is_some()
-}
-
-/// A JSON answer with the given status, marked as kansas's own.
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ClientBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.extensions_mut().insert(OwnAnswer);
-    resp
 }
 
 #[cfg(test)]
@@ -146,7 +206,7 @@ mod tests {
         assert_eq!(v["msg"], "invalid Host header");
         assert_eq!(v["code"], "BAD_HOST");
 
-        let r = empty_events("1:\"q\"");
+        let r = empty_events("1:\"q\"").into_response();
         assert!(is_own(&r));
         assert_eq!(r.status(), StatusCode::OK);
         let v = json(r).await;
@@ -154,7 +214,7 @@ mod tests {
         assert_eq!(v["events"], serde_json::json!([]));
         assert_eq!(v["queue_id"], "1:\"q\"");
 
-        let r = bad_event_queue("7:q");
+        let r = bad_event_queue("7:q").into_response();
         assert!(is_own(&r));
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         let v = json(r).await;

@@ -35,7 +35,26 @@ pub(super) fn other_resident_shards(
     route: &Route<'_>,
     resp: &Response<ClientBody>,
 ) -> Vec<ShardId> {
-    if !may_be_elsewhere(route) || resp.status() != StatusCode::BAD_REQUEST {
+    let unknown = may_be_elsewhere(route);
+    others_for(
+        proxy,
+        unknown,
+        route.realm,
+        route.target,
+        resp.status().as_u16(),
+    )
+}
+
+/// [`other_resident_shards`] for both engines: `unknown` when the request names a queue the map
+/// does not know, `status` the first shard's answer.
+pub(crate) fn others_for(
+    proxy: &Proxy,
+    unknown: bool,
+    realm: &str,
+    target: ShardId,
+    status: u16,
+) -> Vec<ShardId> {
+    if !unknown || status != 400 {
         return Vec::new();
     }
     let snapshot = proxy.snapshot.load();
@@ -44,10 +63,10 @@ pub(super) fn other_resident_shards(
         return Vec::new();
     }
     snapshot
-        .resident(route.realm, now)
+        .resident(realm, now)
         .into_iter()
         .filter_map(|r| r.shard)
-        .filter(|&id| id != route.target && snapshot.reachable(id))
+        .filter(|&id| id != target && snapshot.reachable(id))
         .collect()
 }
 
@@ -188,5 +207,5 @@ pub(super) async fn reload_prepared(
     if !proxy.reload_delay.is_zero() {
         tokio::time::sleep(proxy.reload_delay).await;
     }
-    answers::bad_event_queue(queue_id)
+    answers::bad_event_queue(queue_id).into_response()
 }

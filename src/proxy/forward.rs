@@ -298,11 +298,27 @@ fn redirect_target(
     from: ShardId,
     to: &HeaderValue,
 ) -> Result<(ShardId, Uri), ProxyError> {
+    let (target, path) = redirect_to(proxy, from, to.as_bytes())?;
+    let path = PathAndQuery::try_from(path).map_err(|_| {
+        tracing::error!(shard = proxy.shard_name(from), location = ?to, why = "not a valid path", "X-Accel-Redirect not followed");
+        ProxyError::BadRedirect
+    })?;
+    Ok((target, upstream_uri(proxy, target, path)))
+}
+
+/// Where an `X-Accel-Redirect` value sends a request (both engines): a configured shard, by the
+/// Tornado port in `/internal/tornado/<port>`, and the path and query after it (visible ASCII,
+/// starting with `/`).
+pub(crate) fn redirect_to<'v>(
+    proxy: &Proxy,
+    from: ShardId,
+    to: &'v [u8],
+) -> Result<(ShardId, &'v str), ProxyError> {
     let bad = |why: &str| {
-        tracing::error!(shard = proxy.shard_name(from), location = ?to, why, "X-Accel-Redirect not followed");
+        tracing::error!(shard = proxy.shard_name(from), location = %String::from_utf8_lossy(to), why, "X-Accel-Redirect not followed");
         ProxyError::BadRedirect
     };
-    let to = to.to_str().map_err(|_| bad("not text"))?;
+    let to = std::str::from_utf8(to).map_err(|_| bad("not text"))?;
     let rest = to
         .strip_prefix("/internal/tornado/")
         .ok_or_else(|| bad("not /internal/tornado/"))?;
@@ -312,6 +328,9 @@ fn redirect_target(
     if !path.starts_with('/') {
         return Err(bad("no path after the port"));
     }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("not a valid path"));
+    }
     let Some(target) = proxy.snapshot.load().shard_by_port(port) else {
         tracing::error!(
             shard = proxy.shard_name(from),
@@ -320,8 +339,7 @@ fn redirect_target(
         );
         return Err(ProxyError::RedirectUnknownPort);
     };
-    let path = PathAndQuery::try_from(path).map_err(|_| bad("not a valid path"))?;
-    Ok((target, upstream_uri(proxy, target, path)))
+    Ok((target, path))
 }
 
 /// Teaches the queue map from a GET's answer: a success for a queue (or a registration's new
@@ -370,7 +388,9 @@ async fn learn_from_get(
 /// queue (clients simply poll again), or `503` when so configured or when it names no queue.
 fn deadline_answer(answer: TimeoutAnswer, uri: &Uri) -> Result<Response<ClientBody>, ProxyError> {
     match (answer, super::decide::queue_id(uri.query())) {
-        (TimeoutAnswer::EmptyEvents, Some(queue_id)) => Ok(answers::empty_events(&queue_id)),
+        (TimeoutAnswer::EmptyEvents, Some(queue_id)) => {
+            Ok(answers::empty_events(&queue_id).into_response())
+        }
         _ => Err(ProxyError::ParkTimeout),
     }
 }

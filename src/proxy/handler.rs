@@ -170,7 +170,7 @@ async fn route(
 }
 
 /// No shard serves the realm: logged when its route names a shard the config file lacks.
-fn no_shard(snapshot: &crate::routing::Snapshot, realm: &str) -> ProxyError {
+pub(crate) fn no_shard(snapshot: &crate::routing::Snapshot, realm: &str) -> ProxyError {
     if let Some(d) = snapshot
         .route(realm)
         .filter(|d| !snapshot.reachable(d.shard))

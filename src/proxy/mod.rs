@@ -2,7 +2,7 @@
 //! upstream client, the accept loop, and every answer kansas makes itself (`answers`: the
 //! error table and the synthetic answers).
 
-mod answers;
+pub mod answers;
 mod body;
 pub mod decide;
 mod elsewhere;
@@ -25,8 +25,12 @@ use crate::routing::MovePolicy;
 use crate::routing::{ShardId, Snapshot};
 
 pub use body::ClientBody;
+pub(crate) use elsewhere::others_for;
+pub(crate) use forward::redirect_to;
 pub use handler::handle;
+pub(crate) use handler::no_shard;
 pub use server::{bind, serve, ServerLimits};
+pub(crate) use upstream::log_failure;
 pub use upstream::{classify, client, UpstreamClient};
 
 thread_local! {
@@ -173,8 +177,47 @@ impl Proxy {
         &self.parks[id]
     }
 
+    /// How many shards the config file names.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
     pub fn shard_name(&self, id: ShardId) -> &str {
         &self.shards[id].0
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    pub(crate) fn max_body_bytes(&self) -> u64 {
+        self.limits.max_body_bytes
+    }
+
+    pub(crate) fn parking(&self) -> &ParkingConfig {
+        &self.parking
+    }
+
+    pub(crate) fn default_move_policy(&self) -> MovePolicy {
+        self.default_move_policy
+    }
+
+    pub(crate) fn reload_delay(&self) -> std::time::Duration {
+        self.reload_delay
+    }
+
+    /// Whether this process drains (every answer closes its connection).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The shard's `host:port`, ready for an upstream URI.

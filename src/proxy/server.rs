@@ -29,6 +29,8 @@ pub struct ServerLimits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub drain: Duration,
+    /// Which engine serves each connection.
+    pub engine: crate::config::Engine,
 }
 
 /// Serves the listener on [`Proxy::threads`] serving threads until `shutdown` resolves; then
@@ -127,6 +129,15 @@ async fn accept_loop(
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    // The kansas engine's connections, and the signal that closes the idle ones at a drain.
+    let engine = (limits.engine == crate::config::Engine::Kansas).then(|| {
+        let engine = crate::engine::Engine::new(proxy.clone(), limits.max_header_bytes);
+        engine.init_thread();
+        tokio::spawn(sweep_shard_connections());
+        engine
+    });
+    let tracker = tokio_util::task::TaskTracker::new();
+    let idle_close = CancellationToken::new();
     let mut pause = FIRST_ACCEPT_PAUSE;
     loop {
         let permit = tokio::select! {
@@ -148,6 +159,17 @@ async fn accept_loop(
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        if let Some(engine) = &engine {
+            let metrics = proxy.metrics.clone();
+            metrics.connections().inc();
+            let conn = crate::engine::conn::serve(engine.clone(), stream, peer, idle_close.clone());
+            tracker.spawn(async move {
+                conn.await;
+                metrics.connections().dec();
+                drop(permit);
+            });
+            continue;
+        }
         let proxy_for_conn = proxy.clone();
         let service = service_fn(move |req| handle(proxy_for_conn.clone(), req, peer));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
@@ -164,9 +186,7 @@ async fn accept_loop(
     drop(listener);
     // Every answer from now on closes its connection, so busy clients reconnect (to the next
     // generation, or find the listener closed) between requests, never in the middle of one.
-    proxy
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    proxy.set_draining();
     let deadline = tokio::time::Instant::now() + limits.drain;
     let grace = tokio::time::Instant::now() + DRAIN_GRACE.min(limits.drain);
     while proxy.metrics.connections().get() > 0 && tokio::time::Instant::now() < grace {
@@ -174,12 +194,22 @@ async fn accept_loop(
     }
     // Then idle keep-alive connections are closed; requests in flight (long-polls, parked
     // GETs) finish, up to the drain timeout.
+    idle_close.cancel();
+    tracker.close();
     tokio::select! {
-        _ = graceful.shutdown() => true,
+        _ = async { tokio::join!(graceful.shutdown(), tracker.wait()) } => true,
         _ = tokio::time::sleep_until(deadline) => {
             tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "drain timeout: closing remaining connections");
             false
         }
+    }
+}
+
+/// Closes the serving thread's idle shard connections past their timeout, twice a timeout.
+async fn sweep_shard_connections() {
+    loop {
+        tokio::time::sleep(crate::engine::shard::IDLE_TIMEOUT / 2).await;
+        crate::engine::shard::sweep_thread();
     }
 }
 

@@ -106,7 +106,12 @@ pub(super) async fn attempt(
 
 /// Logs a failed try: kansas's own shortage of descriptors and malformed shard answers at most
 /// once per [`LOG_EVERY`] each (they can come thousands of times a second), the rest at debug.
-fn log_failure(proxy: &Proxy, shard: ShardId, kind: ProxyError, e: &dyn std::fmt::Display) {
+pub(crate) fn log_failure(
+    proxy: &Proxy,
+    shard: ShardId,
+    kind: ProxyError,
+    e: &dyn std::fmt::Display,
+) {
     static OUT_OF_FDS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
     static BAD_ANSWER: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
     let name = proxy.shard_name(shard);

@@ -105,6 +105,14 @@ impl Kansas {
                     continue;
                 };
                 if v["message"] == "kansas listening" {
+                    // A run that asks for an engine must be served by it.
+                    if let Ok(engine) = std::env::var("KANSAS_TEST_ENGINE") {
+                        assert_eq!(
+                            v["engine"],
+                            engine.as_str(),
+                            "KANSAS_TEST_ENGINE not honoured"
+                        );
+                    }
                     let _ = tx.send((v["proxy"].clone(), v["admin"].clone()));
                 }
                 sink.lock().unwrap().push(v);

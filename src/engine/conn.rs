@@ -1,0 +1,292 @@
+//! A client connection on the engine (`docs/engine.md` §2): requests read and answered in
+//! order until the client closes, asks to close, or the stream can no longer be trusted. Idle,
+//! it holds the socket and a few flags: no buffer. A head must come whole within
+//! `timeouts.client_header_secs` (also the idle keep-alive timeout, as on the hyper path); a
+//! refused head gets its status (`h1::Refusal`) and the connection closes. Each request is
+//! routed and forwarded ([`super::forward`]), then counted and logged as on the hyper path
+//! (metrics, access line); kansas's own answers are written as bytes from the same table.
+//! While the process drains, every answer closes its connection, and idle connections close
+//! when `idle_close` fires.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::body::Streamed;
+use super::forward::{self, Outcome};
+use super::head::{HeadReader, ReadError};
+use super::pool;
+use super::record::Record;
+use super::relay::{write_all, Relayed};
+use super::Engine;
+use crate::error::ProxyError;
+use crate::h1::response::ToClient;
+use crate::h1::{Framing, Refusal, RequestError, Version};
+use crate::proxy::answers::Own;
+
+thread_local! {
+    /// Where the forwarded head is written before it is copied into its record.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight<'a>(&'a Engine);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.proxy.metrics().in_flight().dec();
+    }
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve(
+    engine: Arc<Engine>,
+    client: TcpStream,
+    peer: SocketAddr,
+    idle_close: CancellationToken,
+) {
+    let mut reader = HeadReader::new();
+    let header_timeout = engine.proxy.timeouts().client_header;
+    loop {
+        let next = reader.next(&client, &engine.limits, |head| {
+            SCRATCH.with(|s| Record::new(head, peer.ip(), &mut s.borrow_mut()))
+        });
+        let read = tokio::select! {
+            r = tokio::time::timeout(header_timeout, next) => r,
+            _ = idle_close.cancelled() => return,
+        };
+        let rec = match read {
+            Ok(Ok(rec)) => rec,
+            Ok(Err(ReadError::Refused(refusal))) => {
+                refuse(&engine, &client, refusal).await;
+                return linger(client).await;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "client connection closed");
+                return;
+            }
+            Err(_elapsed) => {
+                tracing::debug!(%peer, "client connection timed out reading the request head");
+                return;
+            }
+        };
+        match one(&engine, &client, &mut reader, rec).await {
+            Next::Keep => {}
+            Next::Close => return,
+            Next::Linger => return linger(client).await,
+        }
+    }
+}
+
+/// What follows a request on its connection.
+enum Next {
+    /// The next request.
+    Keep,
+    /// Close now.
+    Close,
+    /// Close after reading what the client still sends (see [`linger`]).
+    Linger,
+}
+
+/// How long, and how much, a connection closed with unread request bytes is read before the
+/// close (nginx's lingering close): closing with unread bytes resets the connection, and a
+/// reset can destroy the answer just written before the client reads it.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Ends the connection after an answer that left request bytes unread: the sending side is
+/// shut, then what the client still sends is read and dropped, up to [`LINGER_BYTES`] within
+/// [`LINGER_TIME`].
+async fn linger(client: TcpStream) {
+    let std = match client.into_std() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let _ = std.shutdown(std::net::Shutdown::Write);
+    let Ok(client) = TcpStream::from_std(std) else {
+        return;
+    };
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let mut sink = [0u8; 4096];
+        while read < LINGER_BYTES {
+            if client.readable().await.is_err() {
+                return;
+            }
+            match client.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// Answers a refused head (its status, `Connection: close`); the connection then closes.
+async fn refuse(engine: &Engine, client: &TcpStream, refusal: Refusal) {
+    let as_proxy_error = match refusal.error {
+        RequestError::MissingHost => Some(ProxyError::MissingHost),
+        RequestError::DuplicateHost | RequestError::HostMismatch => Some(ProxyError::InvalidHost),
+        RequestError::MethodNotAllowed => Some(ProxyError::MethodNotAllowed),
+        RequestError::BodyTooLarge => Some(ProxyError::BodyTooLarge),
+        _ => None,
+    };
+    let own = match as_proxy_error {
+        Some(e) => {
+            engine.proxy.metrics().error(e);
+            e.own()
+        }
+        None => {
+            let status = http::StatusCode::from_u16(refusal.status())
+                .unwrap_or(http::StatusCode::BAD_REQUEST);
+            let body = serde_json::json!({
+                "result": "error", "msg": refusal.error.to_string(), "code": "BAD_REQUEST",
+            });
+            Own::json(status, &body)
+        }
+    };
+    engine.proxy.metrics().unrouted(own.status.as_u16());
+    let id = super::record::new_request_id();
+    crate::logging::access::log(&crate::logging::access::Access {
+        method: "-",
+        path: "-",
+        realm: "-",
+        shard: "",
+        status: own.status.as_u16(),
+        duration_ms: 0.0,
+        request_id: std::str::from_utf8(&id).unwrap_or("-"),
+    });
+    let mut out = pool::take(pool::SMALL);
+    own.write(&id, true, &mut out);
+    let _ = write_all(client, &out).await;
+    pool::give(out);
+}
+
+/// One request, start to finish; whether the connection can carry another.
+async fn one(
+    engine: &Arc<Engine>,
+    client: &TcpStream,
+    reader: &mut HeadReader,
+    rec: Record,
+) -> Next {
+    let proxy = &engine.proxy;
+    proxy.metrics().in_flight().inc();
+    let _in_flight = InFlight(engine);
+    let draining = proxy.is_draining();
+    let to = ToClient {
+        request_id: &rec.request_id,
+        version: rec.version,
+        keep_alive: rec.keep_alive && !draining,
+    };
+    let mut body = (rec.framing != Framing::Empty).then(|| {
+        Streamed::new(
+            client,
+            reader,
+            rec.framing,
+            proxy.max_body_bytes(),
+            rec.expect_continue,
+        )
+    });
+    let outcome = match &rec.realm {
+        Err(e) => Outcome::Failed {
+            shard: None,
+            error: *e,
+        },
+        Ok(realm) => {
+            // Boxed: only a request being forwarded needs this space, not an idle connection.
+            let forwarding = Box::pin(forward::forward(
+                engine,
+                client,
+                &rec,
+                realm,
+                body.as_mut(),
+                &to,
+            ));
+            forwarding.await
+        }
+    };
+    let body_done = body.as_ref().is_none_or(Streamed::is_done);
+    drop(body);
+    let (shard, status, keep) = match outcome {
+        Outcome::ClientLeft { .. } => return Next::Close,
+        Outcome::Relayed {
+            shard,
+            status,
+            relayed,
+        } => (
+            Some(shard),
+            status,
+            relayed == (Relayed::Done { keep: true }),
+        ),
+        Outcome::Own { shard, own } => {
+            let keep = to.keep_alive && body_done && rec.version == Version::Http11;
+            (
+                shard,
+                own.status.as_u16(),
+                answer(client, &rec, &own, keep).await && keep,
+            )
+        }
+        Outcome::Failed { shard, error } => {
+            proxy.metrics().error(error);
+            let own = error.own();
+            let trusted = !matches!(
+                error,
+                ProxyError::BadRequestBody | ProxyError::BodyTooLarge | ProxyError::ClientClosed
+            );
+            let keep = to.keep_alive && body_done && trusted && rec.version == Version::Http11;
+            (
+                shard,
+                own.status.as_u16(),
+                answer(client, &rec, &own, keep).await && keep,
+            )
+        }
+    };
+    account(engine, &rec, shard, status);
+    match (keep, body_done) {
+        (true, true) => Next::Keep,
+        (_, false) => Next::Linger,
+        (false, true) => Next::Close,
+    }
+}
+
+/// Writes kansas's own answer; false when the client is gone.
+async fn answer(client: &TcpStream, rec: &Record, own: &Own, keep: bool) -> bool {
+    let mut out = pool::take(pool::SMALL);
+    own.write(&rec.request_id, !keep, &mut out);
+    let sent = write_all(client, &out).await.is_ok();
+    pool::give(out);
+    sent
+}
+
+/// Counts the request and writes its access line (as the hyper path's handler does).
+fn account(engine: &Engine, rec: &Record, shard: Option<crate::routing::ShardId>, status: u16) {
+    let proxy = &engine.proxy;
+    let elapsed = rec.started.elapsed();
+    let shard_name = match shard {
+        Some(id) => {
+            proxy
+                .metrics()
+                .shard(id)
+                .observe(status, elapsed.as_secs_f64());
+            proxy.shard_name(id)
+        }
+        None => {
+            proxy.metrics().unrouted(status);
+            ""
+        }
+    };
+    crate::logging::access::log(&crate::logging::access::Access {
+        method: rec.method(),
+        path: rec.path(),
+        realm: rec.realm.as_deref().unwrap_or("-"),
+        shard: shard_name,
+        status,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        request_id: rec.request_id_str(),
+    });
+}

@@ -1,0 +1,358 @@
+//! One try of a request at a shard (`docs/engine.md` §2, the Forwarding and Waiting states):
+//! a connection from the thread's pool or a new one, the finished request written in one
+//! `write`, the client's body streamed after it when it has one, then the wait for the
+//! response head holding **no buffer**: the shard's readiness, the client's (a client that
+//! leaves ends the wait) and the response deadline. The head is read into a borrowed buffer,
+//! validated by [`crate::h1::response`] (1xx dropped), and the client's head written at once
+//! ([`Got`]). A pooled connection that fails before any byte of an answer is tried once more
+//! on a new connection when the request can be sent again (the shard closed it as it was
+//! taken); every failure is classified into the error table's kinds.
+
+use std::cell::RefCell;
+use std::io;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{recv, MsgFlags};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::Streamed;
+use super::pool;
+use super::upstream::{connect, Reuse, Upstream, UpstreamPool};
+use super::Engine;
+use crate::error::ProxyError;
+use crate::h1::framing::is;
+use crate::h1::response::{self, ClientFraming, ToClient};
+use crate::h1::{Framing, MAX_HEADERS};
+use crate::limits::out_of_fds;
+use crate::routing::ShardId;
+
+/// How many idle connections each serving thread keeps per shard.
+pub const MAX_IDLE_PER_SHARD: usize = 64;
+/// How long an idle connection to a shard is kept (hyper-util's pool kept them as long).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(50);
+
+thread_local! {
+    /// The calling serving thread's idle shard connections.
+    static UPSTREAMS: RefCell<UpstreamPool> =
+        RefCell::new(UpstreamPool::new(0, MAX_IDLE_PER_SHARD, IDLE_TIMEOUT));
+}
+
+/// Sizes the calling thread's upstream pool for `shards` shards.
+pub fn init_thread(shards: usize) {
+    UPSTREAMS
+        .with(|p| *p.borrow_mut() = UpstreamPool::new(shards, MAX_IDLE_PER_SHARD, IDLE_TIMEOUT));
+}
+
+/// Closes the calling thread's connections idle past the timeout.
+pub fn sweep_thread() -> usize {
+    UPSTREAMS.with(|p| p.borrow_mut().sweep(Instant::now()))
+}
+
+/// Gives a connection back to the thread's pool (kept only when `reuse` is clean).
+pub fn checkin(up: Upstream, reuse: Reuse) {
+    UPSTREAMS.with(|p| p.borrow_mut().checkin(up, reuse, Instant::now()));
+}
+
+/// Why an exchange ended without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A failure with its place in the error table.
+    Failed(ProxyError),
+    /// The client went away: nothing to answer.
+    ClientLeft,
+}
+
+impl From<ProxyError> for Stop {
+    fn from(e: ProxyError) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+/// What the shard's response head said, besides the client's head written from it.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub status: u16,
+    /// How the shard frames the body.
+    pub framing: Framing,
+    /// Whether the shard keeps the connection open after this answer.
+    pub shard_keep_alive: bool,
+    /// Where the `X-Accel-Redirect` value is within [`Got::buf`], if the answer has one.
+    pub redirect: Option<Range<usize>>,
+}
+
+/// A response head from a shard: the connection, the bytes read so far (the head, then the
+/// body's start from `body_start`), and the client's head already written into `out`.
+#[derive(Debug)]
+pub struct Got {
+    pub shard: ShardId,
+    pub up: Upstream,
+    pub buf: Vec<u8>,
+    pub body_start: usize,
+    pub info: Info,
+    pub out: Vec<u8>,
+    pub client: ClientFraming,
+}
+
+impl Got {
+    /// The `X-Accel-Redirect` value, if any.
+    pub fn redirect(&self) -> Option<&[u8]> {
+        self.info.redirect.clone().map(|r| &self.buf[r])
+    }
+
+    /// Drops the answer unread: the connection is closed, the buffers go back.
+    pub fn discard(self) {
+        pool::give(self.buf);
+        pool::give(self.out);
+    }
+}
+
+/// A request ready to send: the finished head (and a body read whole), and the client's body
+/// to stream after it, if any.
+pub struct Request<'r, 'c> {
+    pub bytes: &'r [u8],
+    pub body: Option<&'r mut Streamed<'c>>,
+    /// A HEAD request: the answer has no body whatever its fields say.
+    pub to_head: bool,
+}
+
+/// Sends `req` to `shard` and waits for the response head; `watch` is the client whose leaving
+/// ends the wait (none for kansas's own requests).
+pub async fn exchange(
+    ctx: &Engine,
+    shard: ShardId,
+    mut req: Request<'_, '_>,
+    watch: Option<&TcpStream>,
+    to: &ToClient<'_>,
+) -> Result<Got, Stop> {
+    let pooled = UPSTREAMS.with(|p| p.borrow_mut().checkout(shard, Instant::now()));
+    let fresh = pooled.is_none();
+    let up = match pooled {
+        Some(up) => up,
+        None => open(ctx, shard).await?,
+    };
+    match attempt(ctx, up, &mut req, watch, to).await {
+        Err(Retry::Once(e)) if fresh || req.body.as_ref().is_some_and(|b| b.started()) => Err(e),
+        Err(Retry::Once(_)) => {
+            let up = open(ctx, shard).await?;
+            attempt(ctx, up, &mut req, watch, to)
+                .await
+                .map_err(Retry::into_stop)
+        }
+        Err(Retry::Never(e)) => Err(e),
+        Ok(got) => Ok(got),
+    }
+}
+
+/// A failed try, and whether a new connection may be tried.
+enum Retry {
+    /// Nothing came back on this connection: a pooled one may have been closed by the shard.
+    Once(Stop),
+    Never(Stop),
+}
+
+impl Retry {
+    fn into_stop(self) -> Stop {
+        match self {
+            Retry::Once(s) | Retry::Never(s) => s,
+        }
+    }
+}
+
+/// A new connection to `shard`, failures classified (and logged as the hyper path does).
+async fn open(ctx: &Engine, shard: ShardId) -> Result<Upstream, ProxyError> {
+    let timeout = ctx.proxy.timeouts().upstream_connect;
+    let connected = match ctx.addr(shard).await {
+        Ok(addr) => connect(addr, shard, timeout).await,
+        Err(e) => Err(e),
+    };
+    connected.map_err(|e| {
+        let kind = connect_error(&e);
+        crate::proxy::log_failure(&ctx.proxy, shard, kind, &e);
+        kind
+    })
+}
+
+fn connect_error(e: &io::Error) -> ProxyError {
+    if out_of_fds(e) {
+        return ProxyError::OutOfFds;
+    }
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ProxyError::UpstreamRefused,
+        io::ErrorKind::TimedOut => ProxyError::UpstreamConnectTimeout,
+        _ => ProxyError::UpstreamConnect,
+    }
+}
+
+/// One try on `up`.
+async fn attempt(
+    ctx: &Engine,
+    mut up: Upstream,
+    req: &mut Request<'_, '_>,
+    watch: Option<&TcpStream>,
+    to: &ToClient<'_>,
+) -> Result<Got, Retry> {
+    if up.stream.write_all(req.bytes).await.is_err() {
+        return Err(Retry::Once(ProxyError::UpstreamClosed.into()));
+    }
+    if let Some(body) = req.body.as_deref_mut() {
+        body.send(ctx, &mut up.stream).await.map_err(Retry::Never)?;
+    }
+    wait_head(ctx, up, watch, to, req.to_head).await
+}
+
+/// The Waiting state: no buffer until the shard's answer is readable.
+async fn wait_head(
+    ctx: &Engine,
+    up: Upstream,
+    watch: Option<&TcpStream>,
+    to: &ToClient<'_>,
+    to_head: bool,
+) -> Result<Got, Retry> {
+    let deadline = Instant::now() + ctx.proxy.timeouts().upstream_response;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut skip = 0;
+    loop {
+        if buf.capacity() == 0 {
+            tokio::select! {
+                r = up.stream.readable() => r.map_err(|_| Retry::Once(ProxyError::UpstreamClosed.into()))?,
+                _ = client_left(watch) => return Err(Retry::Never(Stop::ClientLeft)),
+                _ = tokio::time::sleep_until(deadline) => return Err(Retry::Never(ProxyError::UpstreamTimeout.into())),
+            }
+            buf = pool::take(pool::SMALL);
+        } else {
+            // A head in pieces (rare): the buffer is kept until it is whole.
+            tokio::select! {
+                r = up.stream.readable() => r.map_err(|_| Retry::Never(ProxyError::UpstreamClosed.into()))?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    pool::give(buf);
+                    return Err(Retry::Never(ProxyError::UpstreamTimeout.into()));
+                }
+            }
+        }
+        if buf.len() == buf.capacity() {
+            let mut larger = pool::take(ctx.limits.max_response_head_bytes + 1);
+            larger.extend_from_slice(&buf);
+            pool::give(std::mem::replace(&mut buf, larger));
+        }
+        match up.stream.try_read_buf(&mut buf) {
+            Ok(0) => {
+                let first = buf.is_empty();
+                pool::give(buf);
+                let e = Stop::Failed(ProxyError::UpstreamClosed);
+                return Err(if first {
+                    Retry::Once(e)
+                } else {
+                    Retry::Never(e)
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    pool::give(std::mem::take(&mut buf));
+                }
+                continue;
+            }
+            Err(_) => {
+                let first = buf.is_empty();
+                pool::give(buf);
+                let e = Stop::Failed(ProxyError::UpstreamClosed);
+                return Err(if first {
+                    Retry::Once(e)
+                } else {
+                    Retry::Never(e)
+                });
+            }
+        }
+        match parse_head(ctx, &buf, &mut skip, to, to_head) {
+            Ok(None) => continue,
+            Ok(Some((info, body_start, out, client))) => {
+                return Ok(Got {
+                    shard: up.shard,
+                    up,
+                    buf,
+                    body_start,
+                    info,
+                    out,
+                    client,
+                })
+            }
+            Err(e) => {
+                pool::give(buf);
+                crate::proxy::log_failure(&ctx.proxy, up.shard, ProxyError::BadShardResponse, &e);
+                return Err(Retry::Never(ProxyError::BadShardResponse.into()));
+            }
+        }
+    }
+}
+
+type Parsed = (Info, usize, Vec<u8>, ClientFraming);
+
+/// Parses the response head in `buf[*skip..]` (moving `skip` past 1xx answers); a complete one
+/// gives its facts, where its body starts, and the client's head written.
+fn parse_head(
+    ctx: &Engine,
+    buf: &[u8],
+    skip: &mut usize,
+    to: &ToClient<'_>,
+    to_head: bool,
+) -> Result<Option<Parsed>, crate::h1::ResponseError> {
+    loop {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match response::parse(&buf[*skip..], &mut storage, &ctx.limits, to_head)? {
+            response::Parsed::Partial => return Ok(None),
+            response::Parsed::Interim(n) => *skip += n,
+            response::Parsed::Complete(head) => {
+                let redirect = head
+                    .headers
+                    .iter()
+                    .find(|h| is(h, "x-accel-redirect"))
+                    .map(|h| {
+                        let start = h.value.as_ptr() as usize - buf.as_ptr() as usize;
+                        start..start + h.value.len()
+                    });
+                let info = Info {
+                    status: head.status,
+                    framing: head.framing,
+                    shard_keep_alive: head.shard_keep_alive,
+                    redirect,
+                };
+                let mut out = pool::take(pool::SMALL);
+                let client = response::write_client_head(&head, to, &mut out);
+                return Ok(Some((info, *skip + head.head_len, out, client)));
+            }
+        }
+    }
+}
+
+/// Resolves only when the client has gone (EOF or an error); a client that sends more (a
+/// pipelined request) is left alone: its bytes stay in the socket. Never resolves without one.
+pub async fn client_left(client: Option<&TcpStream>) {
+    let Some(client) = client else {
+        return std::future::pending().await;
+    };
+    loop {
+        if client.readable().await.is_err() {
+            return;
+        }
+        let mut byte = [0u8; 1];
+        // Through `try_io`, so "nothing there" clears the readiness (a raw peek would leave it
+        // set, and this loop would spin).
+        let peeked = client.try_io(Interest::READABLE, || {
+            recv(
+                client.as_raw_fd(),
+                &mut byte,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)
+        });
+        match peeked {
+            Ok(0) => return,
+            Ok(_) => return std::future::pending().await,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
