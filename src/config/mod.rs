@@ -67,7 +67,7 @@ impl Engine {
         }
     }
 
-    /// The engine the test suite asks for when a configuration names none
+    /// The engine the test suite asks for, whatever the configuration names
     /// (`KANSAS_TEST_ENGINE`): only in builds with the `test-faults` feature, which the tests
     /// turn on; the daemon as built for operators has no such switch.
     #[cfg(feature = "test-faults")]

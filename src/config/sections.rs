@@ -24,17 +24,23 @@ pub(super) fn proxy(raw: Option<RawProxy>, p: &mut Problems) -> ProxyConfig {
         threads: p.count(d::THREADS, raw.threads) as usize,
         max_header_bytes: p.count(d::MAX_HEADER_BYTES, raw.max_header_bytes) as usize,
         max_body_bytes: p.count(d::MAX_BODY_BYTES, raw.max_body_bytes) as u64,
-        engine: match raw.engine.as_deref() {
-            None => Engine::for_tests().unwrap_or(d::ENGINE),
-            Some(name) => Engine::parse(name).unwrap_or_else(|| {
-                p.add(
-                    "proxy.engine",
-                    format!("must be \"hyper\" or \"kansas\" (got {name:?})"),
-                );
-                d::ENGINE
-            }),
-        },
+        engine: engine(raw.engine.as_deref(), p),
     }
+}
+
+/// `proxy.engine`: a known name or the default; the test suite's choice over both.
+fn engine(name: Option<&str>, p: &mut Problems) -> Engine {
+    let configured = match name {
+        None => defaults::proxy::ENGINE,
+        Some(name) => Engine::parse(name).unwrap_or_else(|| {
+            p.add(
+                "proxy.engine",
+                format!("must be \"hyper\" or \"kansas\" (got {name:?})"),
+            );
+            defaults::proxy::ENGINE
+        }),
+    };
+    Engine::for_tests().unwrap_or(configured)
 }
 
 pub(super) fn admin_listen(raw: Option<RawAdmin>, p: &mut Problems) -> SocketAddr {

@@ -139,7 +139,7 @@ impl<'c> Streamed<'c> {
         }
         let deadline = tokio::time::Instant::now() + engine.proxy.timeouts().client_header;
         loop {
-            match tokio::time::timeout_at(deadline, self.client.readable()).await {
+            match tokio::time::timeout_at(deadline, super::readable(self.client)).await {
                 Err(_) => return Err(ProxyError::BadRequestBody),
                 Ok(Err(_)) => return Err(ProxyError::ClientClosed),
                 Ok(Ok(())) => {}

@@ -81,7 +81,7 @@ pub async fn forward(
     let mut whole = None;
     if let (true, None, Some(b)) = (rec.is_delete(), &queue_id, body.as_deref_mut()) {
         // Zulip's clients send a DELETE's queue_id in a form-encoded body.
-        match b.read_whole(engine).await {
+        match Box::pin(b.read_whole(engine)).await {
             Ok(bytes) => {
                 queue_id = decide::queue_id(std::str::from_utf8(&bytes).ok());
                 whole = Some(bytes);
@@ -132,7 +132,8 @@ pub async fn forward(
     if rec.is_get() && body.is_none() && whole.is_none() {
         return get::forward_get(engine, client, rec, &route, to).await;
     }
-    send(engine, client, rec, &route, body, whole, to).await
+    // Boxed: a long-poll is a GET; other requests are answered at once.
+    Box::pin(send(engine, client, rec, &route, body, whole, to)).await
 }
 
 /// Anything but a bodiless GET: sent once, never parked or redirected.
@@ -145,31 +146,28 @@ async fn send(
     whole: Option<Vec<u8>>,
     to: &ToClient<'_>,
 ) -> Outcome {
-    let mut bytes = super::pool::take(super::pool::SMALL);
     let framing = match (&whole, &body) {
         (Some(w), _) => Framing::Length(w.len() as u64),
         (None, Some(b)) => b.framing,
         (None, None) => Framing::Empty,
     };
-    rec.write_head(framing, &mut bytes);
-    if let Some(w) = &whole {
-        bytes.extend_from_slice(w);
-    }
+    let write = |out: &mut Vec<u8>| {
+        rec.write_head(framing, out);
+        if let Some(w) = &whole {
+            out.extend_from_slice(w);
+        }
+    };
     let req = Request {
-        bytes: &bytes,
+        write: &write,
         body: body.as_deref_mut(),
         to_head: rec.is_head(),
     };
     let got = exchange(engine, route.target, req, Some(client), to).await;
     let got = match got {
         Ok(got) => got,
-        Err(stop) => {
-            super::pool::give(bytes);
-            return Outcome::from_stop(route.target, stop);
-        }
+        Err(stop) => return Outcome::from_stop(route.target, stop),
     };
     if got.redirect().is_some() {
-        super::pool::give(bytes);
         tracing::error!(
             method = rec.method(),
             shard = engine.proxy.shard_name(got.shard),
@@ -187,12 +185,19 @@ async fn send(
         if others.is_empty() {
             Answer::Got(got)
         } else {
-            get::ask_others(engine, client, got, others, get::Ask::Send(&bytes), to).await
+            Box::pin(get::ask_others(
+                engine,
+                client,
+                got,
+                others,
+                get::Ask::Send(&write),
+                to,
+            ))
+            .await
         }
     } else {
         Answer::Got(got)
     };
-    super::pool::give(bytes);
     if let (Some(q), Some(status)) = (route.queue_id, answer.status()) {
         if (rec.is_delete() && (200..300).contains(&status)) || status == 400 {
             engine.proxy.queues().forget(q);
@@ -269,8 +274,9 @@ pub async fn reload(engine: &Arc<Engine>, rec: &Record, old: ShardId, queue_id: 
             version: crate::h1::Version::Http11,
             keep_alive: true,
         };
+        let write = |out: &mut Vec<u8>| out.extend_from_slice(&delete);
         let req = Request {
-            bytes: &delete,
+            write: &write,
             body: None,
             to_head: false,
         };

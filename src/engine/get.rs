@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::forward::{reload, Answer, Outcome, Route, MAX_SMALL_BODY};
-use super::pool;
 use super::record::Record;
 use super::relay;
 use super::shard::{client_left, exchange, Got, Request, Stop};
@@ -41,19 +40,24 @@ pub async fn forward_get(
     let answer = match (answer, route.queue_id) {
         (Answer::Got(got), Some(q)) if !follow && got.redirect().is_some() => {
             got.discard();
-            return reload(engine, rec, route.target, q).await;
+            // Boxed, like every rare wait here: a waiting long-poll's future is as large as
+            // its largest await.
+            return Box::pin(reload(engine, rec, route.target, q)).await;
         }
         (Answer::Got(got), _) => {
             let others = others(engine, route, got.info.status);
             if others.is_empty() {
                 Answer::Got(got)
             } else {
-                ask_others(engine, client, got, others, Ask::Get(rec), to).await
+                Box::pin(ask_others(engine, client, got, others, Ask::Get(rec), to)).await
             }
         }
         (answer, _) => answer,
     };
-    let answer = learn(engine, route, registration, answer).await;
+    let answer = match learn(engine, route, registration, answer) {
+        Learned::Done(answer) => answer,
+        Learned::ReadFirst(got) => Box::pin(learn_registration(engine, route, got)).await,
+    };
     answer.deliver(engine, client).await
 }
 
@@ -68,8 +72,8 @@ pub fn others(engine: &Engine, route: &Route<'_>, status: u16) -> Vec<ShardId> {
 pub enum Ask<'a> {
     /// A GET: with parking and a redirect, as to its first shard.
     Get(&'a Record),
-    /// Anything else: these finished bytes, once.
-    Send(&'a [u8]),
+    /// Anything else: what writes it, once.
+    Send(&'a (dyn Fn(&mut Vec<u8>) + Sync)),
 }
 
 /// While the answer so far is `BAD_EVENT_QUEUE_ID`, asks each of `others` in turn; the first
@@ -94,9 +98,9 @@ pub async fn ask_others(
     for other in others {
         let answer = match ask {
             Ask::Get(rec) => get(engine, client, rec, other, true, to).await,
-            Ask::Send(bytes) => {
+            Ask::Send(write) => {
                 let req = Request {
-                    bytes,
+                    write,
                     body: None,
                     to_head: false,
                 };
@@ -136,18 +140,16 @@ async fn get(
     loop {
         let park = engine.proxy.park(shard).clone();
         if park.is_up() || !parking.enabled {
-            let mut bytes = pool::take(pool::SMALL);
-            match &redirected {
-                Some(head) => bytes.extend_from_slice(head),
-                None => rec.write_head(Framing::Empty, &mut bytes),
-            }
+            let write = |out: &mut Vec<u8>| match &redirected {
+                Some(head) => out.extend_from_slice(head),
+                None => rec.write_head(Framing::Empty, out),
+            };
             let req = Request {
-                bytes: &bytes,
+                write: &write,
                 body: None,
                 to_head: false,
             };
             let sent = exchange(engine, shard, req, Some(client), to).await;
-            pool::give(bytes);
             match sent {
                 Ok(got) => {
                     let Some(location) = got.redirect().filter(|_| follow).map(<[u8]>::to_vec)
@@ -191,7 +193,7 @@ async fn get(
                     return deadline_answer(parking.timeout_answer, shard, rec);
                 }
             }
-            _ = client_left(Some(client)) => return Answer::Stopped(shard, Stop::ClientLeft),
+            () = client_left(Some(client)) => return Answer::Stopped(shard, Stop::ClientLeft),
         }
     }
 }
@@ -205,43 +207,63 @@ fn deadline_answer(answer: TimeoutAnswer, shard: ShardId, rec: &Record) -> Answe
     }
 }
 
+/// What [`learn`] left to do.
+enum Learned {
+    Done(Answer),
+    /// A registration's answer: its body must be read for the new queue's id.
+    ReadFirst(Got),
+}
+
 /// Teaches the queue map from a GET's answer: a success for a queue (or a registration's new
 /// queue, read from its body) is where that queue lives; a 400 for a queue forgets it. kansas's
 /// own answers teach nothing.
-async fn learn(engine: &Engine, route: &Route<'_>, registration: bool, answer: Answer) -> Answer {
+fn learn(engine: &Engine, route: &Route<'_>, registration: bool, answer: Answer) -> Learned {
     let queues = engine.proxy.queues();
     let (shard, status) = match &answer {
         Answer::Got(g) | Answer::Whole(g, _) => (g.shard, g.info.status),
-        Answer::Own(..) | Answer::Stopped(..) => return answer,
+        Answer::Own(..) | Answer::Stopped(..) => return Learned::Done(answer),
     };
-    match (route.queue_id, status) {
-        (Some(q), 200) => {
+    match (route.queue_id, status, answer) {
+        (Some(q), 200, answer) => {
             if !(route.known && shard == route.target) {
                 queues.learn(q, shard, route.home, route.realm);
             }
-            answer
+            Learned::Done(answer)
         }
-        (Some(q), 400) => {
+        (Some(q), 400, answer) => {
             queues.forget(q);
-            answer
+            Learned::Done(answer)
         }
-        (None, 200) if registration => {
-            let (got, body) = match answer {
-                Answer::Got(got) => match relay::read_whole(engine, got, MAX_SMALL_BODY).await {
-                    Some(read) => read,
-                    None => return Answer::Stopped(shard, ProxyError::UpstreamBodyFailed.into()),
-                },
-                Answer::Whole(got, body) => (got, body),
-                other => return other,
-            };
-            if let Some(q) = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["queue_id"].as_str().map(str::to_string))
-            {
-                queues.learn(&q, shard, route.home, route.realm);
-            }
+        (None, 200, Answer::Got(got)) if registration => Learned::ReadFirst(got),
+        (None, 200, Answer::Whole(got, body)) if registration => {
+            learn_new_queue(engine, route, shard, &body);
+            Learned::Done(Answer::Whole(got, body))
+        }
+        (_, _, answer) => Learned::Done(answer),
+    }
+}
+
+/// Reads a registration's answer whole and learns its new queue.
+async fn learn_registration(engine: &Engine, route: &Route<'_>, got: Got) -> Answer {
+    let shard = got.shard;
+    match relay::read_whole(engine, got, MAX_SMALL_BODY).await {
+        Some((got, body)) => {
+            learn_new_queue(engine, route, shard, &body);
             Answer::Whole(got, body)
         }
-        _ => answer,
+        None => Answer::Stopped(shard, ProxyError::UpstreamBodyFailed.into()),
+    }
+}
+
+/// The `queue_id` of a registration's answer, learned as living on `shard`.
+fn learn_new_queue(engine: &Engine, route: &Route<'_>, shard: ShardId, body: &[u8]) {
+    if let Some(q) = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["queue_id"].as_str().map(str::to_string))
+    {
+        engine
+            .proxy
+            .queues()
+            .learn(&q, shard, route.home, route.realm);
     }
 }

@@ -80,7 +80,7 @@ impl HeadReader {
             }
         }
         loop {
-            stream.readable().await?;
+            super::readable(stream).await?;
             if let Some(t) = self.fill(stream, limits, &mut on_head)? {
                 return Ok(t);
             }

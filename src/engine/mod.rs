@@ -29,6 +29,18 @@ use crate::proxy::Proxy;
 
 pub use shard::Stop;
 
+/// Waits until `stream` is readable. Polled through `poll_read_ready`, so a waiting
+/// connection stores no waiter (tokio's `readable()` future is 152 bytes); each socket has one
+/// task, so the one waker it keeps is enough.
+pub async fn readable(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
+}
+
+/// Waits until `stream` is writable (see [`readable`]).
+pub async fn writable(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await
+}
+
 /// What every connection of the engine shares: the proxy's state, the framing limits, and each
 /// shard's address (resolved once at start when it can be).
 pub struct Engine {

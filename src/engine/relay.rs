@@ -72,7 +72,8 @@ pub async fn relay(engine: &Engine, client: &TcpStream, got: Got) -> Relayed {
         }
         // Nothing held while the shard's next bytes are on their way.
         pool::give(std::mem::take(&mut out));
-        let ready = tokio::time::timeout_at(Instant::now() + timeout, up.stream.readable()).await;
+        let ready =
+            tokio::time::timeout_at(Instant::now() + timeout, super::readable(&up.stream)).await;
         out = pool::take(pool::SMALL);
         if !matches!(ready, Ok(Ok(()))) {
             failed = true;
@@ -188,7 +189,7 @@ pub async fn read_whole(engine: &Engine, got: Got, max: usize) -> Option<(Got, V
     let mut extra = first < buf.len() - body_start;
     let deadline = Instant::now() + engine.proxy.timeouts().upstream_response;
     while !matches!(left, Left::Done) {
-        let ready = tokio::time::timeout_at(deadline, up.stream.readable()).await;
+        let ready = tokio::time::timeout_at(deadline, super::readable(&up.stream)).await;
         if !matches!(ready, Ok(Ok(()))) {
             return None;
         }
@@ -269,7 +270,7 @@ pub async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         match stream.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => super::writable(stream).await?,
             Err(e) => return Err(e),
         }
     }

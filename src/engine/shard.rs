@@ -9,9 +9,11 @@
 //! taken); every failure is classified into the error table's kinds.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::task::{Context, Poll};
 
 use nix::sys::socket::{recv, MsgFlags};
 use tokio::io::{AsyncWriteExt, Interest};
@@ -109,10 +111,20 @@ impl Got {
     }
 }
 
-/// A request ready to send: the finished head (and a body read whole), and the client's body
-/// to stream after it, if any.
+/// A response head read from a shard (see [`Got`]).
+struct Head {
+    buf: Vec<u8>,
+    body_start: usize,
+    info: Info,
+    out: Vec<u8>,
+    client: ClientFraming,
+}
+
+/// A request ready to send: what writes the finished head (and a body read whole) into a
+/// borrowed buffer, given back before the wait (so a waiting request holds none; a retry
+/// writes it again), and the client's body to stream after it, if any.
 pub struct Request<'r, 'c> {
-    pub bytes: &'r [u8],
+    pub write: &'r (dyn Fn(&mut Vec<u8>) + Sync),
     pub body: Option<&'r mut Streamed<'c>>,
     /// A HEAD request: the answer has no body whatever its fields say.
     pub to_head: bool,
@@ -127,22 +139,33 @@ pub async fn exchange(
     watch: Option<&TcpStream>,
     to: &ToClient<'_>,
 ) -> Result<Got, Stop> {
-    let pooled = UPSTREAMS.with(|p| p.borrow_mut().checkout(shard, Instant::now()));
-    let fresh = pooled.is_none();
-    let up = match pooled {
-        Some(up) => up,
-        None => open(ctx, shard).await?,
-    };
-    match attempt(ctx, up, &mut req, watch, to).await {
-        Err(Retry::Once(e)) if fresh || req.body.as_ref().is_some_and(|b| b.started()) => Err(e),
-        Err(Retry::Once(_)) => {
-            let up = open(ctx, shard).await?;
-            attempt(ctx, up, &mut req, watch, to)
-                .await
-                .map_err(Retry::into_stop)
+    let mut pooled = UPSTREAMS.with(|p| p.borrow_mut().checkout(shard, Instant::now()));
+    loop {
+        let fresh = pooled.is_none();
+        let mut up = match pooled.take() {
+            Some(up) => up,
+            // Boxed: connecting is rarer than reusing, and its future is large.
+            None => Box::pin(open(ctx, shard)).await?,
+        };
+        match attempt(ctx, &mut up, &mut req, watch, to).await {
+            Ok(h) => {
+                return Ok(Got {
+                    shard: up.shard,
+                    up,
+                    buf: h.buf,
+                    body_start: h.body_start,
+                    info: h.info,
+                    out: h.out,
+                    client: h.client,
+                })
+            }
+            Err(Retry::Once(e)) if fresh || req.body.as_ref().is_some_and(|b| b.started()) => {
+                return Err(e)
+            }
+            // The shard closed a pooled connection as it was taken: once more, on a new one.
+            Err(Retry::Once(_)) => {}
+            Err(Retry::Never(e)) => return Err(e),
         }
-        Err(Retry::Never(e)) => Err(e),
-        Ok(got) => Ok(got),
     }
 }
 
@@ -151,14 +174,6 @@ enum Retry {
     /// Nothing came back on this connection: a pooled one may have been closed by the shard.
     Once(Stop),
     Never(Stop),
-}
-
-impl Retry {
-    fn into_stop(self) -> Stop {
-        match self {
-            Retry::Once(s) | Retry::Never(s) => s,
-        }
-    }
 }
 
 /// A new connection to `shard`, failures classified (and logged as the hyper path does).
@@ -189,16 +204,23 @@ fn connect_error(e: &io::Error) -> ProxyError {
 /// One try on `up`.
 async fn attempt(
     ctx: &Engine,
-    mut up: Upstream,
+    up: &mut Upstream,
     req: &mut Request<'_, '_>,
     watch: Option<&TcpStream>,
     to: &ToClient<'_>,
-) -> Result<Got, Retry> {
-    if up.stream.write_all(req.bytes).await.is_err() {
+) -> Result<Head, Retry> {
+    let mut bytes = pool::take(pool::SMALL);
+    (req.write)(&mut bytes);
+    let written = up.stream.write_all(&bytes).await;
+    pool::give(bytes);
+    if written.is_err() {
         return Err(Retry::Once(ProxyError::UpstreamClosed.into()));
     }
     if let Some(body) = req.body.as_deref_mut() {
-        body.send(ctx, &mut up.stream).await.map_err(Retry::Never)?;
+        // Boxed: a long-poll has no body, and a waiting one should not carry this space.
+        Box::pin(body.send(ctx, &mut up.stream))
+            .await
+            .map_err(Retry::Never)?;
     }
     wait_head(ctx, up, watch, to, req.to_head).await
 }
@@ -206,31 +228,38 @@ async fn attempt(
 /// The Waiting state: no buffer until the shard's answer is readable.
 async fn wait_head(
     ctx: &Engine,
-    up: Upstream,
+    up: &Upstream,
     watch: Option<&TcpStream>,
     to: &ToClient<'_>,
     to_head: bool,
-) -> Result<Got, Retry> {
+) -> Result<Head, Retry> {
     let deadline = Instant::now() + ctx.proxy.timeouts().upstream_response;
     let mut buf: Vec<u8> = Vec::new();
     let mut skip = 0;
     loop {
-        if buf.capacity() == 0 {
-            tokio::select! {
-                r = up.stream.readable() => r.map_err(|_| Retry::Once(ProxyError::UpstreamClosed.into()))?,
-                _ = client_left(watch) => return Err(Retry::Never(Stop::ClientLeft)),
-                _ = tokio::time::sleep_until(deadline) => return Err(Retry::Never(ProxyError::UpstreamTimeout.into())),
+        // Nothing held while waiting, unless a head came in pieces (rare): then the buffer is
+        // kept until it is whole.
+        let first = buf.capacity() == 0;
+        match wait_answer(&up.stream, watch, deadline).await {
+            Waited::Readable => {}
+            Waited::Failed if first => {
+                return Err(Retry::Once(ProxyError::UpstreamClosed.into()));
             }
+            Waited::Failed => {
+                pool::give(buf);
+                return Err(Retry::Never(ProxyError::UpstreamClosed.into()));
+            }
+            Waited::ClientLeft => {
+                pool::give(buf);
+                return Err(Retry::Never(Stop::ClientLeft));
+            }
+            Waited::Timeout => {
+                pool::give(buf);
+                return Err(Retry::Never(ProxyError::UpstreamTimeout.into()));
+            }
+        }
+        if first {
             buf = pool::take(pool::SMALL);
-        } else {
-            // A head in pieces (rare): the buffer is kept until it is whole.
-            tokio::select! {
-                r = up.stream.readable() => r.map_err(|_| Retry::Never(ProxyError::UpstreamClosed.into()))?,
-                _ = tokio::time::sleep_until(deadline) => {
-                    pool::give(buf);
-                    return Err(Retry::Never(ProxyError::UpstreamTimeout.into()));
-                }
-            }
         }
         if buf.len() == buf.capacity() {
             let mut larger = pool::take(ctx.limits.max_response_head_bytes + 1);
@@ -269,9 +298,7 @@ async fn wait_head(
         match parse_head(ctx, &buf, &mut skip, to, to_head) {
             Ok(None) => continue,
             Ok(Some((info, body_start, out, client))) => {
-                return Ok(Got {
-                    shard: up.shard,
-                    up,
+                return Ok(Head {
                     buf,
                     body_start,
                     info,
@@ -330,16 +357,30 @@ fn parse_head(
 /// Resolves only when the client has gone (EOF or an error); a client that sends more (a
 /// pipelined request) is left alone: its bytes stay in the socket. Never resolves without one.
 pub async fn client_left(client: Option<&TcpStream>) {
-    let Some(client) = client else {
-        return std::future::pending().await;
+    let mut watch = client;
+    std::future::poll_fn(|cx| match poll_client(&mut watch, cx) {
+        true => Poll::Ready(()),
+        false => Poll::Pending,
+    })
+    .await
+}
+
+/// Whether the watched client has gone; `watch` is cleared when it sent more (a pipelined
+/// request: no longer watched). Registers for the client's next readiness otherwise. Polled,
+/// not awaited, so a waiting request stores no future for it.
+fn poll_client(watch: &mut Option<&TcpStream>, cx: &mut Context<'_>) -> bool {
+    let Some(client) = *watch else {
+        return false;
     };
     loop {
-        if client.readable().await.is_err() {
-            return;
+        match client.poll_read_ready(cx) {
+            Poll::Pending => return false,
+            Poll::Ready(Err(_)) => return true,
+            Poll::Ready(Ok(())) => {}
         }
         let mut byte = [0u8; 1];
         // Through `try_io`, so "nothing there" clears the readiness (a raw peek would leave it
-        // set, and this loop would spin).
+        // set, and the wait would spin).
         let peeked = client.try_io(Interest::READABLE, || {
             recv(
                 client.as_raw_fd(),
@@ -349,10 +390,44 @@ pub async fn client_left(client: Option<&TcpStream>) {
             .map_err(io::Error::from)
         });
         match peeked {
-            Ok(0) => return,
-            Ok(_) => return std::future::pending().await,
+            Ok(0) => return true,
+            Ok(_) => {
+                *watch = None;
+                return false;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
+}
+
+/// How the wait for a shard's answer ended.
+enum Waited {
+    Readable,
+    Failed,
+    ClientLeft,
+    Timeout,
+}
+
+/// Waits until `up` is readable, the watched client has left, or the deadline; stores only the
+/// deadline's timer.
+async fn wait_answer(up: &TcpStream, client: Option<&TcpStream>, deadline: Instant) -> Waited {
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    let mut watch = client;
+    std::future::poll_fn(|cx| {
+        match up.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => return Poll::Ready(Waited::Readable),
+            Poll::Ready(Err(_)) => return Poll::Ready(Waited::Failed),
+            Poll::Pending => {}
+        }
+        if poll_client(&mut watch, cx) {
+            return Poll::Ready(Waited::ClientLeft);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Waited::Timeout),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
