@@ -5,7 +5,9 @@
 //! routing, no parking; bodies by `Content-Length` only (anything else closes); keep-alive on
 //! both sides; one current-thread runtime per core, each with its own pools; jemalloc with the
 //! project's settings (`.cargo/config.toml`). A waiting long-poll holds its task, its two
-//! sockets and the forwarded head it sent: no buffer.
+//! sockets and the forwarded head it sent: no buffer. Measured (4,000 long-polls, see
+//! `docs/engine.md` §6): 1.65 KB each (was 10–11.5 KB: two pool buffers held by a wait that a
+//! reused upstream connection's stale readiness woke at once, and the task wrapped twice).
 //!
 //!   cargo run --release --example engine_proxy -- 127.0.0.1:18082 127.0.0.1:18084 [THREADS]
 //!
@@ -22,6 +24,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use kansas::engine::head::HeadReader;
@@ -83,97 +86,8 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-/// Memory figures for the measurement (`ENGINE_PROXY_STATS=SECONDS`): the heap bytes live
-/// (as asked of the allocator) and their count by size class, beside the process's RSS. The
-/// counting costs one relaxed load per allocation when off. (jemalloc's own `stats.*` are not
-/// compiled in: tikv-jemallocator's `stats` feature is off.)
-mod mem {
-    use std::alloc::{GlobalAlloc, Layout};
-    use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
-    use std::time::Duration;
-
-    /// Size classes: `< 64`, `< 128`, ... `< 64 KiB`, larger.
-    const CLASSES: usize = 12;
-    static ON: AtomicBool = AtomicBool::new(false);
-    static BYTES: AtomicIsize = AtomicIsize::new(0);
-    static COUNT: [AtomicIsize; CLASSES] = [const { AtomicIsize::new(0) }; CLASSES];
-    static CLASS_BYTES: [AtomicIsize; CLASSES] = [const { AtomicIsize::new(0) }; CLASSES];
-
-    /// jemalloc, counting what is live once [`report_every`] started.
-    pub struct Counting;
-
-    fn class(size: usize) -> usize {
-        (usize::BITS - (size >> 6).leading_zeros()).min(CLASSES as u32 - 1) as usize
-    }
-
-    fn count(size: usize, sign: isize) {
-        if ON.load(Relaxed) {
-            let c = class(size);
-            BYTES.fetch_add(sign * size as isize, Relaxed);
-            COUNT[c].fetch_add(sign, Relaxed);
-            CLASS_BYTES[c].fetch_add(sign * size as isize, Relaxed);
-        }
-    }
-
-    // SAFETY: every call is jemalloc's, unchanged; the counting only reads the sizes.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            count(l.size(), 1);
-            tikv_jemallocator::Jemalloc.alloc(l)
-        }
-        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-            count(l.size(), 1);
-            tikv_jemallocator::Jemalloc.alloc_zeroed(l)
-        }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            count(l.size(), -1);
-            tikv_jemallocator::Jemalloc.dealloc(p, l)
-        }
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-            count(l.size(), -1);
-            count(new, 1);
-            tikv_jemallocator::Jemalloc.realloc(p, l, new)
-        }
-    }
-
-    fn rss_kib() -> usize {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-                line.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Starts counting (what was allocated before is not counted: its frees may make the
-    /// counts dip below zero by the few startup allocations), then prints every `every` the
-    /// RSS, the live bytes, and the live allocations per size class (`<64:count/KiB ...`).
-    pub fn report_every(every: Duration) {
-        ON.store(true, Relaxed);
-        loop {
-            let mut classes = String::new();
-            for c in 0..CLASSES {
-                let n = COUNT[c].load(Relaxed);
-                if n != 0 {
-                    let label = if c + 1 == CLASSES {
-                        ">=64K".to_string()
-                    } else {
-                        format!("<{}", 64 << c)
-                    };
-                    let kib = CLASS_BYTES[c].load(Relaxed) / 1024;
-                    classes.push_str(&format!(" {label}:{n}/{kib}K"));
-                }
-            }
-            eprintln!(
-                "mem: rss {} KiB, live heap {} KiB;{classes}",
-                rss_kib(),
-                BYTES.load(Relaxed) / 1024
-            );
-            std::thread::sleep(every);
-        }
-    }
-}
+#[path = "common/alloc_stats.rs"]
+mod mem;
 
 /// One serving thread: its runtime, its accept loop, its pool sweep.
 fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> io::Result<()> {
@@ -205,9 +119,9 @@ fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> io::Result<()
                     std::mem::size_of_val(&conn)
                 )
             });
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            // Spawned as it is: wrapped in `async move { conn.await }`, the task would hold
+            // the future twice (the captured value and the awaited one), +1 KiB per task.
+            tokio::spawn(conn);
         }
     })
 }
@@ -276,39 +190,58 @@ async fn exchange(
     upstream: SocketAddr,
     limits: &Limits,
 ) -> io::Result<Option<bool>> {
+    // A task is as large as its largest state, waiting included: connecting, sending and
+    // relaying run boxed, allocated only while they run (584-byte connection future, not 1088).
     let mut up = match UPSTREAMS.with(|p| p.borrow_mut().checkout(0, Instant::now())) {
         Some(up) => up,
-        None => connect(upstream, 0, Duration::from_secs(5)).await?,
+        None => Box::pin(connect(upstream, 0, Duration::from_secs(5))).await?,
     };
-    let mut sent = send(&mut up, client, record, body.as_deref()).await;
+    let mut sent = Box::pin(send(&mut up, client, record, body.as_deref())).await;
     if sent.is_err() && up.reused && record.body == 0 {
-        up = connect(upstream, 0, Duration::from_secs(5)).await?;
-        sent = send(&mut up, client, record, None).await;
+        up = Box::pin(connect(upstream, 0, Duration::from_secs(5))).await?;
+        sent = Box::pin(send(&mut up, client, record, None)).await;
     }
     sent?;
-    // Waiting: no buffer; a client that leaves ends the wait.
+    if !wait_answer(&up.stream, client).await? {
+        return Ok(None);
+    }
+    Box::pin(relay(up, client, record, limits)).await
+}
+
+/// Waiting: until the shard's answer is readable (`true`) or the client left (`false`), holding
+/// no buffer and no waiter of its own (the sockets' `poll_read_ready` slots, not `readable()`
+/// futures stored in the task). A client with bytes (a pipelined request) is not watched again.
+async fn wait_answer(up: &TcpStream, client: &TcpStream) -> io::Result<bool> {
     let mut client_has_data = false;
-    loop {
-        tokio::select! {
-            r = up.stream.readable() => { r?; break; }
-            r = client.readable(), if !client_has_data => {
-                r?;
-                // A peek through `try_io`, so "nothing there" clears the readiness.
-                let mut b = [0u8; 1];
-                let peek = client.try_io(Interest::READABLE, || {
-                    recv(client.as_raw_fd(), &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
-                        .map_err(io::Error::from)
-                });
-                match peek {
-                    Ok(0) => return Ok(None),
-                    Ok(_) => client_has_data = true,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ok(None),
-                }
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = up.poll_read_ready(cx) {
+            return Poll::Ready(r.map(|()| true));
+        }
+        while !client_has_data {
+            if let Err(e) = ready!(client.poll_read_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            // A peek through `try_io`, so "nothing there" clears the readiness (and the next
+            // `poll_read_ready` registers the waker).
+            let mut b = [0u8; 1];
+            let peek = client.try_io(Interest::READABLE, || {
+                recv(
+                    client.as_raw_fd(),
+                    &mut b,
+                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(io::Error::from)
+            });
+            match peek {
+                Ok(0) => return Poll::Ready(Ok(false)),
+                Ok(_) => client_has_data = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Poll::Ready(Ok(false)),
             }
         }
-    }
-    relay(up, client, record, limits).await
+        Poll::Pending
+    })
+    .await
 }
 
 /// Writes the forwarded head and the body (what was read with the head, then the rest).
@@ -346,14 +279,31 @@ async fn send(
 }
 
 /// Reads the shard's answer into a borrowed buffer and relays it; returns the connection to the
-/// pool when clean.
+/// pool when clean. No buffer is held until the answer's first bytes are read: a wake-up with
+/// nothing to read (a stale or spurious readiness) gives the buffer back before waiting again.
 async fn relay(
     mut up: Upstream,
     client: &mut TcpStream,
     record: &Record,
     limits: &Limits,
 ) -> io::Result<Option<bool>> {
-    let mut buf = pool::take(pool::SMALL);
+    let mut buf = loop {
+        let mut buf = pool::take(pool::SMALL);
+        match up.stream.try_read_buf(&mut buf) {
+            Ok(0) => {
+                pool::give(buf);
+                return Ok(None);
+            }
+            Ok(_) => break buf,
+            Err(e) => {
+                pool::give(buf);
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    return Err(e);
+                }
+                up.stream.readable().await?;
+            }
+        }
+    };
     let mut out = pool::take(pool::SMALL);
     let result = relay_in(&mut up, client, record, limits, &mut buf, &mut out).await;
     pool::give(buf);
@@ -368,6 +318,7 @@ async fn relay(
     Ok(keep)
 }
 
+/// Relays one answer whose first bytes are in `buf`.
 async fn relay_in(
     up: &mut Upstream,
     client: &mut TcpStream,
@@ -382,19 +333,23 @@ async fn relay_in(
         keep_alive: record.keep_alive,
     };
     let mut skip = 0;
+    let mut unparsed = true;
     let (head_end, length, client_framing, shard_keep) = loop {
-        if buf.len() == buf.capacity() {
-            return Ok(None);
-        }
-        match up.stream.try_read_buf(buf) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                up.stream.readable().await?;
-                continue;
+        if !unparsed {
+            if buf.len() == buf.capacity() {
+                return Ok(None);
             }
-            Err(e) => return Err(e),
+            match up.stream.try_read_buf(buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    up.stream.readable().await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        unparsed = false;
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match response::parse(&buf[skip..], &mut storage, limits, record.to_head) {
             Ok(response::Parsed::Partial) => continue,
