@@ -5,7 +5,9 @@
 //! routing, no parking; bodies by `Content-Length` only (anything else closes); keep-alive on
 //! both sides; one current-thread runtime per core, each with its own pools; jemalloc with the
 //! project's settings (`.cargo/config.toml`). A waiting long-poll holds its task, its two
-//! sockets and the forwarded head it sent: no buffer.
+//! sockets and the forwarded head it sent: no buffer. Measured (4,000 long-polls, see
+//! `docs/engine.md` §6): 1.65 KB each (was 10–11.5 KB: two pool buffers held by a wait that a
+//! reused upstream connection's stale readiness woke at once, and the task wrapped twice).
 //!
 //!   cargo run --release --example engine_proxy -- 127.0.0.1:18082 127.0.0.1:18084 [THREADS]
 //!
@@ -14,11 +16,15 @@
 //! kansas-load then sent absolute-form targets whose authority differed from the Host, which
 //! `h1` refuses (`host-mismatch`); it now sends origin-form, as nginx does, so it can target
 //! this proxy directly. The connection's future size is printed at the first connection.
+//! `ENGINE_PROXY_STATS=SECONDS` prints every SECONDS the RSS beside the live heap bytes and
+//! their count by size class (a counting wrapper around jemalloc; one relaxed load per
+//! allocation when off): what a waiting long-poll holds, seen directly.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use kansas::engine::head::HeadReader;
@@ -33,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: mem::Counting = mem::Counting;
 
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 const MAX_IDLE: usize = 1024;
@@ -61,6 +67,12 @@ fn main() -> io::Result<()> {
     };
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
+    if let Some(secs) = std::env::var("ENGINE_PROXY_STATS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+    {
+        std::thread::spawn(move || mem::report_every(Duration::from_secs_f64(secs)));
+    }
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let listener = listener.try_clone()?;
@@ -73,6 +85,9 @@ fn main() -> io::Result<()> {
     }
     Ok(())
 }
+
+#[path = "common/alloc_stats.rs"]
+mod mem;
 
 /// One serving thread: its runtime, its accept loop, its pool sweep.
 fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> io::Result<()> {
@@ -104,9 +119,9 @@ fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> io::Result<()
                     std::mem::size_of_val(&conn)
                 )
             });
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            // Spawned as it is: wrapped in `async move { conn.await }`, the task would hold
+            // the future twice (the captured value and the awaited one), +1 KiB per task.
+            tokio::spawn(conn);
         }
     })
 }
@@ -175,39 +190,58 @@ async fn exchange(
     upstream: SocketAddr,
     limits: &Limits,
 ) -> io::Result<Option<bool>> {
+    // A task is as large as its largest state, waiting included: connecting, sending and
+    // relaying run boxed, allocated only while they run (584-byte connection future, not 1088).
     let mut up = match UPSTREAMS.with(|p| p.borrow_mut().checkout(0, Instant::now())) {
         Some(up) => up,
-        None => connect(upstream, 0, Duration::from_secs(5)).await?,
+        None => Box::pin(connect(upstream, 0, Duration::from_secs(5))).await?,
     };
-    let mut sent = send(&mut up, client, record, body.as_deref()).await;
+    let mut sent = Box::pin(send(&mut up, client, record, body.as_deref())).await;
     if sent.is_err() && up.reused && record.body == 0 {
-        up = connect(upstream, 0, Duration::from_secs(5)).await?;
-        sent = send(&mut up, client, record, None).await;
+        up = Box::pin(connect(upstream, 0, Duration::from_secs(5))).await?;
+        sent = Box::pin(send(&mut up, client, record, None)).await;
     }
     sent?;
-    // Waiting: no buffer; a client that leaves ends the wait.
+    if !wait_answer(&up.stream, client).await? {
+        return Ok(None);
+    }
+    Box::pin(relay(up, client, record, limits)).await
+}
+
+/// Waiting: until the shard's answer is readable (`true`) or the client left (`false`), holding
+/// no buffer and no waiter of its own (the sockets' `poll_read_ready` slots, not `readable()`
+/// futures stored in the task). A client with bytes (a pipelined request) is not watched again.
+async fn wait_answer(up: &TcpStream, client: &TcpStream) -> io::Result<bool> {
     let mut client_has_data = false;
-    loop {
-        tokio::select! {
-            r = up.stream.readable() => { r?; break; }
-            r = client.readable(), if !client_has_data => {
-                r?;
-                // A peek through `try_io`, so "nothing there" clears the readiness.
-                let mut b = [0u8; 1];
-                let peek = client.try_io(Interest::READABLE, || {
-                    recv(client.as_raw_fd(), &mut b, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
-                        .map_err(io::Error::from)
-                });
-                match peek {
-                    Ok(0) => return Ok(None),
-                    Ok(_) => client_has_data = true,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ok(None),
-                }
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = up.poll_read_ready(cx) {
+            return Poll::Ready(r.map(|()| true));
+        }
+        while !client_has_data {
+            if let Err(e) = ready!(client.poll_read_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            // A peek through `try_io`, so "nothing there" clears the readiness (and the next
+            // `poll_read_ready` registers the waker).
+            let mut b = [0u8; 1];
+            let peek = client.try_io(Interest::READABLE, || {
+                recv(
+                    client.as_raw_fd(),
+                    &mut b,
+                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(io::Error::from)
+            });
+            match peek {
+                Ok(0) => return Poll::Ready(Ok(false)),
+                Ok(_) => client_has_data = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Poll::Ready(Ok(false)),
             }
         }
-    }
-    relay(up, client, record, limits).await
+        Poll::Pending
+    })
+    .await
 }
 
 /// Writes the forwarded head and the body (what was read with the head, then the rest).
@@ -245,14 +279,31 @@ async fn send(
 }
 
 /// Reads the shard's answer into a borrowed buffer and relays it; returns the connection to the
-/// pool when clean.
+/// pool when clean. No buffer is held until the answer's first bytes are read: a wake-up with
+/// nothing to read (a stale or spurious readiness) gives the buffer back before waiting again.
 async fn relay(
     mut up: Upstream,
     client: &mut TcpStream,
     record: &Record,
     limits: &Limits,
 ) -> io::Result<Option<bool>> {
-    let mut buf = pool::take(pool::SMALL);
+    let mut buf = loop {
+        let mut buf = pool::take(pool::SMALL);
+        match up.stream.try_read_buf(&mut buf) {
+            Ok(0) => {
+                pool::give(buf);
+                return Ok(None);
+            }
+            Ok(_) => break buf,
+            Err(e) => {
+                pool::give(buf);
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    return Err(e);
+                }
+                up.stream.readable().await?;
+            }
+        }
+    };
     let mut out = pool::take(pool::SMALL);
     let result = relay_in(&mut up, client, record, limits, &mut buf, &mut out).await;
     pool::give(buf);
@@ -267,6 +318,7 @@ async fn relay(
     Ok(keep)
 }
 
+/// Relays one answer whose first bytes are in `buf`.
 async fn relay_in(
     up: &mut Upstream,
     client: &mut TcpStream,
@@ -281,19 +333,23 @@ async fn relay_in(
         keep_alive: record.keep_alive,
     };
     let mut skip = 0;
+    let mut unparsed = true;
     let (head_end, length, client_framing, shard_keep) = loop {
-        if buf.len() == buf.capacity() {
-            return Ok(None);
-        }
-        match up.stream.try_read_buf(buf) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                up.stream.readable().await?;
-                continue;
+        if !unparsed {
+            if buf.len() == buf.capacity() {
+                return Ok(None);
             }
-            Err(e) => return Err(e),
+            match up.stream.try_read_buf(buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    up.stream.readable().await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        unparsed = false;
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match response::parse(&buf[skip..], &mut storage, limits, record.to_head) {
             Ok(response::Parsed::Partial) => continue,

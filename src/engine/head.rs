@@ -66,7 +66,8 @@ impl HeadReader {
 
     /// Reads the next request head from `stream` and gives it, parsed, to `on_head`; the
     /// bytes after the head stay pending. `on_head` runs while the buffer is borrowed: it
-    /// must not block.
+    /// must not block. The wait uses the stream's `poll_read_ready` (one waker slot per
+    /// stream): the caller must not wait for this stream's read readiness elsewhere meanwhile.
     pub async fn next<T>(
         &mut self,
         stream: &TcpStream,
@@ -80,7 +81,9 @@ impl HeadReader {
             }
         }
         loop {
-            super::readable(stream).await?;
+            // The socket's own readiness slot: no waiter stored in the caller's task (a
+            // `readable()` future would add ~100 bytes to every idle connection's task).
+            std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
             if let Some(t) = self.fill(stream, limits, &mut on_head)? {
                 return Ok(t);
             }

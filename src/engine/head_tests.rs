@@ -204,3 +204,16 @@ async fn closes_and_malformed_heads() {
     assert!(matches!(refused, Err(ReadError::Refused(_))), "{refused:?}");
     drop(client);
 }
+
+/// What an idle client connection's task holds while it waits for the next request is this
+/// future (every task pays for its largest state): the wait is on the socket's own readiness
+/// slot (`poll_read_ready`), not a `readable()` future with its waiter stored in the task.
+#[tokio::test]
+async fn the_idle_wait_is_small() {
+    let (_client, server) = pair().await;
+    let mut reader = HeadReader::new();
+    let l = limits();
+    let next = reader.next(&server, &l, |_| ());
+    let size = std::mem::size_of_val(&next);
+    assert!(size <= 96, "HeadReader::next's future is {size} bytes");
+}

@@ -6,7 +6,8 @@
 //! (skipped at checkout, closed by [`UpstreamPool::sweep`]). A connection goes back only when
 //! the caller says its exchange ended cleanly ([`Reuse::Clean`]: a complete, persistent answer
 //! with nothing after it) **and** the socket has no unread byte and no EOF pending; the same
-//! check runs at checkout, so a connection the shard closed while idle is never used.
+//! check runs at checkout, so a connection the shard closed while idle is never used, and it
+//! clears tokio's stale read readiness, so a lent connection's `readable()` waits for new bytes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{recv, MsgFlags};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -117,14 +119,26 @@ impl UpstreamPool {
 }
 
 /// Whether an idle connection has nothing to read and no EOF or error pending: one
-/// non-blocking `MSG_PEEK` (the reactor's cached readiness can be a turn behind).
+/// non-blocking `MSG_PEEK` (the reactor's cached readiness can be a turn behind). A clean one
+/// also has tokio's cached read readiness cleared (a second peek through `try_io`, which sees
+/// the would-block), so the next exchange's `readable()` waits for the shard's answer: an
+/// answer read to its end without a read that would block leaves that readiness set, and the
+/// caller would wake at once, borrow buffers, read nothing, and hold them while it waits.
 fn is_clean(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-    matches!(
-        recv(stream.as_raw_fd(), &mut byte, flags),
-        Err(Errno::EAGAIN)
-    )
+    let peek = || {
+        let mut byte = [0u8; 1];
+        recv(
+            stream.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        )
+    };
+    if !matches!(peek(), Err(Errno::EAGAIN)) {
+        return false;
+    }
+    // Without cached readiness `try_io` does not call the peek and says would-block: clean.
+    let cleared = stream.try_io(Interest::READABLE, || peek().map_err(io::Error::from));
+    matches!(cleared, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Connects to a shard (TCP_NODELAY) within `timeout`; a timeout is `io::ErrorKind::TimedOut`.

@@ -177,3 +177,35 @@ async fn connect_failures_keep_their_kind() {
         "an unknown shard has none"
     );
 }
+
+/// A connection whose last answer was read to its end without a read that would block keeps
+/// tokio's readiness set; lent like that, the caller's `readable()` returns at once and the
+/// caller borrows buffers to read nothing, then holds them for the whole long-poll
+/// (`examples/engine_proxy.rs` measured 8 KiB per waiting long-poll from this). Checked out,
+/// it must wait for the shard's next bytes.
+#[tokio::test]
+async fn a_checked_out_connection_waits_for_new_bytes() {
+    use futures_util::FutureExt;
+    let shard = Shard::start().await;
+    let mut pool = UpstreamPool::new(1, 4, TIMEOUT);
+    let (up, mut end) = shard.conn().await;
+    end.write_all(b"answer").await.unwrap();
+    up.stream.readable().await.unwrap();
+    let mut answer = [0u8; 6];
+    assert_eq!(up.stream.try_read(&mut answer).unwrap(), 6);
+    assert!(
+        up.stream.readable().now_or_never().is_some(),
+        "the stale readiness this test is about"
+    );
+    assert!(pool.checkin(up, Reuse::Clean, Instant::now()));
+    let got = pool.checkout(0, Instant::now()).unwrap();
+    assert!(
+        got.stream.readable().now_or_never().is_none(),
+        "readable() with nothing to read"
+    );
+    end.write_all(b"next").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), got.stream.readable())
+        .await
+        .expect("woken by the next bytes")
+        .unwrap();
+}
