@@ -15,6 +15,7 @@
 #   (defaults: 3 10 50 4000 40s)
 #
 # PARTS=13 (say) runs only those parts; part 2 without part 1 needs RATE=<requests/s>.
+# ENGINE=hyper measures kansas on the hyper engine (default: kansas's own, proxy.engine).
 #
 # BASE_PORT (default 18080) sets the five loopback ports used.
 # Installs nginx and wrk (apt-get) and oha (cargo install, into target/bench-tools) when
@@ -34,6 +35,8 @@ KANSAS_PORT=$((BASE + 2))
 KANSAS_ADMIN=$((BASE + 3))
 FAKE_PORT=$((BASE + 4))
 PARTS=${PARTS:-123}
+# ENGINE=hyper|kansas: kansas's HTTP/1 engine of the event path (proxy.engine).
+ENGINE=${ENGINE:-kansas}
 part() { [[ $PARTS == *$1* ]]; }
 
 for p in "$UP_PORT" "$NGINX_PORT" "$KANSAS_PORT" "$KANSAS_ADMIN" "$FAKE_PORT"; do
@@ -111,6 +114,7 @@ kansas_conf() {
   cat > "$1" <<CONF
 [proxy]
 listen = "127.0.0.1:$2"
+engine = "$ENGINE"
 [admin]
 listen = "127.0.0.1:$3"
 [log]

@@ -41,13 +41,16 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Serves one client connection until it ends.
-pub async fn serve(
+/// Serves one client connection until it ends; `open` (the connection's accounting) is
+/// dropped with it.
+pub async fn serve<T: Send>(
     engine: Arc<Engine>,
     client: TcpStream,
     peer: SocketAddr,
     idle_close: CancellationToken,
+    open: T,
 ) {
+    let _open = open;
     let mut reader = HeadReader::new();
     let header_timeout = engine.proxy.timeouts().client_header;
     loop {
@@ -312,7 +315,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
-        let conn = serve(engine.clone(), client, addr, CancellationToken::new());
+        let conn = serve(engine.clone(), client, addr, CancellationToken::new(), ());
         let conn_size = std::mem::size_of_val(&conn);
         let raw = b"GET /json/events?queue_id=q HTTP/1.1\r\nHost: r\r\n\r\n";
         let mut storage = [httparse::EMPTY_HEADER; crate::h1::MAX_HEADERS];

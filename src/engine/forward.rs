@@ -229,7 +229,9 @@ impl Answer {
         match self {
             Answer::Got(got) => {
                 let (shard, status) = (got.shard, got.info.status);
-                let relayed = relay::relay(engine, client, got).await;
+                // Boxed: relaying comes after the wait, and a waiting long-poll should not
+                // carry its space.
+                let relayed = Box::pin(relay::relay(engine, client, got)).await;
                 Outcome::Relayed {
                     shard,
                     status,
@@ -238,7 +240,7 @@ impl Answer {
             }
             Answer::Whole(got, body) => {
                 let (shard, status) = (got.shard, got.info.status);
-                let relayed = relay::write_whole(client, got, &body).await;
+                let relayed = Box::pin(relay::write_whole(client, got, &body)).await;
                 Outcome::Relayed {
                     shard,
                     status,

@@ -431,3 +431,4 @@ async fn wait_answer(up: &TcpStream, client: Option<&TcpStream>, deadline: Insta
     })
     .await
 }
+

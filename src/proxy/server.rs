@@ -160,14 +160,20 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         if let Some(engine) = &engine {
-            let metrics = proxy.metrics.clone();
-            metrics.connections().inc();
-            let conn = crate::engine::conn::serve(engine.clone(), stream, peer, idle_close.clone());
-            tracker.spawn(async move {
-                conn.await;
-                metrics.connections().dec();
-                drop(permit);
-            });
+            proxy.metrics.connections().inc();
+            let open = Open {
+                metrics: proxy.metrics.clone(),
+                _permit: permit,
+            };
+            // Spawned as it is: a wrapping `async move { conn.await; ... }` would store the
+            // connection's future twice for its whole life.
+            tracker.spawn(crate::engine::conn::serve(
+                engine.clone(),
+                stream,
+                peer,
+                idle_close.clone(),
+                open,
+            ));
             continue;
         }
         let proxy_for_conn = proxy.clone();
@@ -202,6 +208,19 @@ async fn accept_loop(
             tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "drain timeout: closing remaining connections");
             false
         }
+    }
+}
+
+/// An open engine connection: counted while it lives, and holding its place under
+/// `proxy.max_connections`.
+struct Open {
+    metrics: Arc<crate::metrics::Metrics>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.metrics.connections().dec();
     }
 }
 
