@@ -145,7 +145,7 @@ impl<'c> Streamed<'c> {
                 Ok(Ok(())) => {}
             }
             let mut buf = pool::take(pool::SMALL);
-            match self.client.try_read_buf(&mut buf) {
+            match super::read_some(self.client, &mut buf) {
                 Ok(0) => {
                     pool::give(buf);
                     return Err(ProxyError::ClientClosed);

@@ -126,7 +126,7 @@ impl HeadReader {
             if buf.len() == buf.capacity() {
                 buf = grow(buf, limits.max_head_bytes);
             }
-            match stream.try_read_buf(&mut buf) {
+            match super::read_some(stream, &mut buf) {
                 Ok(0) if buf.is_empty() => break Err(ReadError::Closed),
                 Ok(0) => break Err(ReadError::ClosedMidHead),
                 Ok(n) => fresh = n,

@@ -36,6 +36,22 @@ pub async fn readable(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
     std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
 }
 
+/// Reads into `buf`'s spare capacity. A read that returns fewer bytes than it asked for has
+/// emptied the socket (epoll(7)), so tokio's cached read readiness is cleared then, without a
+/// syscall: the next wait sleeps until new bytes come (each arrival is a new edge) instead of
+/// waking at once for a read that would block. That read is the one syscall it saves per
+/// request and side; a read that fills the buffer leaves the readiness set.
+pub fn read_some(stream: &tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let asked = buf.capacity() - buf.len();
+    let n = stream.try_read_buf(buf)?;
+    if n > 0 && n < asked {
+        let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+            Err::<(), _>(std::io::Error::from(std::io::ErrorKind::WouldBlock))
+        });
+    }
+    Ok(n)
+}
+
 /// Waits until `stream` is writable (see [`readable`]).
 pub async fn writable(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
     std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await

@@ -80,7 +80,7 @@ pub async fn relay(engine: &Engine, client: &TcpStream, got: Got) -> Relayed {
             break;
         }
         let mut buf = pool::take(pool::SMALL);
-        match up.stream.try_read_buf(&mut buf) {
+        match super::read_some(&up.stream, &mut buf) {
             Ok(0) if matches!(left, Left::UntilClose) => left = Left::Done,
             Ok(0) => failed = true,
             Ok(n) => match take(&mut left, &buf[..n], &mut out, encode) {

@@ -266,7 +266,7 @@ async fn wait_head(
             larger.extend_from_slice(&buf);
             pool::give(std::mem::replace(&mut buf, larger));
         }
-        match up.stream.try_read_buf(&mut buf) {
+        match super::read_some(&up.stream, &mut buf) {
             Ok(0) => {
                 let first = buf.is_empty();
                 pool::give(buf);
@@ -431,4 +431,3 @@ async fn wait_answer(up: &TcpStream, client: Option<&TcpStream>, deadline: Insta
     })
     .await
 }
-

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use nix::errno::Errno;
 use nix::sys::socket::{recv, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -87,7 +86,7 @@ impl UpstreamPool {
         let Some(stack) = self.idle.get_mut(conn.shard) else {
             return false;
         };
-        if reuse != Reuse::Clean || stack.len() >= max || !is_clean(&conn.stream) {
+        if reuse != Reuse::Clean || stack.len() >= max {
             return false;
         }
         stack.push(Idle {
@@ -118,27 +117,19 @@ impl UpstreamPool {
     }
 }
 
-/// Whether an idle connection has nothing to read and no EOF or error pending: one
-/// non-blocking `MSG_PEEK` (the reactor's cached readiness can be a turn behind). A clean one
-/// also has tokio's cached read readiness cleared (a second peek through `try_io`, which sees
-/// the would-block), so the next exchange's `readable()` waits for the shard's answer: an
-/// answer read to its end without a read that would block leaves that readiness set, and the
-/// caller would wake at once, borrow buffers, read nothing, and hold them while it waits.
+/// Whether an idle connection has nothing to read and no EOF or error pending. The engine's
+/// last read of an answer cleared tokio's cached readiness when it emptied the socket
+/// (`engine::read_some`), so bytes or a FIN that came after set it again once the reactor saw
+/// them: only then is a non-blocking `MSG_PEEK` made (through `try_io`, which also clears a
+/// stale readiness when the peek would block), so a clean reuse costs no syscall. A FIN the reactor has not seen yet is the rare case the
+/// caller's one retry on a new connection covers (as hyper-util's pool, which never peeks).
 fn is_clean(stream: &TcpStream) -> bool {
-    let peek = || {
+    let peeked = stream.try_io(Interest::READABLE, || {
         let mut byte = [0u8; 1];
-        recv(
-            stream.as_raw_fd(),
-            &mut byte,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-        )
-    };
-    if !matches!(peek(), Err(Errno::EAGAIN)) {
-        return false;
-    }
-    // Without cached readiness `try_io` does not call the peek and says would-block: clean.
-    let cleared = stream.try_io(Interest::READABLE, || peek().map_err(io::Error::from));
-    matches!(cleared, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        recv(stream.as_raw_fd(), &mut byte, flags).map_err(io::Error::from)
+    });
+    matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Connects to a shard (TCP_NODELAY) within `timeout`; a timeout is `io::ErrorKind::TimedOut`.
