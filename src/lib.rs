@@ -5,10 +5,11 @@
 //! Module map:
 //! - [`config`]: the TOML file, raw then validated into [`config::Config`];
 //! - [`routing`]: the pure realm → shard decision and weighted rendezvous hashing;
-//! - [`h1`]: the I/O-free HTTP/1 framing core of the coming event-path engine (issue 13);
-//! - [`engine`]: that engine's first I/O pieces (buffer pool, head reader, upstream pool),
-//!   not wired in yet (`docs/engine.md`);
-//! - [`proxy`]: the hyper server, the upstream client, header rules, the accept loop;
+//! - [`h1`]: the I/O-free HTTP/1 framing core of the event path (`docs/http.md`);
+//! - [`engine`]: the event path's HTTP/1 engine on it (`proxy.engine = "kansas"`, the
+//!   default; `docs/engine.md`);
+//! - [`proxy`]: shared state, routing decisions, the accept loop, the answers table, and the
+//!   hyper engine (`proxy.engine = "hyper"`);
 //! - [`queues`]: which shard each event queue lives on, and realm moves;
 //! - [`parking`]: holding GETs while their shard restarts, and replaying them;
 //! - [`store`]: PostgreSQL as the routing authority, followed live; operator commands;

@@ -65,7 +65,7 @@ pub mod proxy {
     pub const MAX_HEADER_BYTES: Count = count("proxy.max_header_bytes", 16_384, 8_192, 1 << 20);
     pub const MAX_BODY_BYTES: Count = count("proxy.max_body_bytes", 1 << 20, 0, 1 << 30);
     /// Which HTTP/1 engine serves the event path (`docs/engine.md`).
-    pub const ENGINE: crate::config::Engine = crate::config::Engine::Hyper;
+    pub const ENGINE: crate::config::Engine = crate::config::Engine::Kansas;
 }
 
 /// `[admin]`.

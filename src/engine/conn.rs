@@ -219,40 +219,9 @@ async fn one(
         }
     };
     let body_done = body.as_ref().is_none_or(Streamed::is_done);
-    drop(body);
-    let (shard, status, keep) = match outcome {
-        Outcome::ClientLeft { .. } => return Next::Close,
-        Outcome::Relayed {
-            shard,
-            status,
-            relayed,
-        } => (
-            Some(shard),
-            status,
-            relayed == (Relayed::Done { keep: true }),
-        ),
-        Outcome::Own { shard, own } => {
-            let keep = to.keep_alive && body_done && rec.version == Version::Http11;
-            (
-                shard,
-                own.status.as_u16(),
-                answer(client, &rec, &own, keep).await && keep,
-            )
-        }
-        Outcome::Failed { shard, error } => {
-            proxy.metrics().error(error);
-            let own = error.own();
-            let trusted = !matches!(
-                error,
-                ProxyError::BadRequestBody | ProxyError::BodyTooLarge | ProxyError::ClientClosed
-            );
-            let keep = to.keep_alive && body_done && trusted && rec.version == Version::Http11;
-            (
-                shard,
-                own.status.as_u16(),
-                answer(client, &rec, &own, keep).await && keep,
-            )
-        }
+    let Some((shard, status, keep)) = finish(engine, client, &rec, outcome, &to, body_done).await
+    else {
+        return Next::Close;
     };
     account(engine, &rec, shard, status);
     match (keep, body_done) {
@@ -260,6 +229,42 @@ async fn one(
         (_, false) => Next::Linger,
         (false, true) => Next::Close,
     }
+}
+
+/// Answers what kansas answers itself; returns the shard, the status and whether the
+/// connection may carry another request (none when the client left unanswered).
+async fn finish(
+    engine: &Engine,
+    client: &TcpStream,
+    rec: &Record,
+    outcome: Outcome,
+    to: &ToClient<'_>,
+    body_done: bool,
+) -> Option<(Option<crate::routing::ShardId>, u16, bool)> {
+    let may_keep = to.keep_alive && body_done && rec.version == Version::Http11;
+    let (shard, own, keep) = match outcome {
+        Outcome::ClientLeft { .. } => return None,
+        Outcome::Relayed {
+            shard,
+            status,
+            relayed,
+        } => {
+            let keep = relayed == (Relayed::Done { keep: true });
+            return Some((Some(shard), status, keep));
+        }
+        Outcome::Own { shard, own } => (shard, own, may_keep),
+        Outcome::Failed { shard, error } => {
+            engine.proxy.metrics().error(error);
+            // The client's own body failed: what follows it cannot be framed.
+            let trusted = !matches!(
+                error,
+                ProxyError::BadRequestBody | ProxyError::BodyTooLarge | ProxyError::ClientClosed
+            );
+            (shard, error.own(), may_keep && trusted)
+        }
+    };
+    let sent = answer(client, rec, &own, keep).await;
+    Some((shard, own.status.as_u16(), sent && keep))
 }
 
 /// Writes kansas's own answer; false when the client is gone.

@@ -142,7 +142,7 @@ async fn send(
     client: &TcpStream,
     rec: &Record,
     route: &Route<'_>,
-    mut body: Option<&mut Streamed<'_>>,
+    body: Option<&mut Streamed<'_>>,
     whole: Option<Vec<u8>>,
     to: &ToClient<'_>,
 ) -> Outcome {
@@ -159,7 +159,7 @@ async fn send(
     };
     let req = Request {
         write: &write,
-        body: body.as_deref_mut(),
+        body,
         to_head: rec.is_head(),
     };
     let got = exchange(engine, route.target, req, Some(client), to).await;

@@ -266,34 +266,10 @@ async fn wait_head(
             larger.extend_from_slice(&buf);
             pool::give(std::mem::replace(&mut buf, larger));
         }
-        match super::read_some(&up.stream, &mut buf) {
-            Ok(0) => {
-                let first = buf.is_empty();
-                pool::give(buf);
-                let e = Stop::Failed(ProxyError::UpstreamClosed);
-                return Err(if first {
-                    Retry::Once(e)
-                } else {
-                    Retry::Never(e)
-                });
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if buf.is_empty() {
-                    pool::give(std::mem::take(&mut buf));
-                }
-                continue;
-            }
-            Err(_) => {
-                let first = buf.is_empty();
-                pool::give(buf);
-                let e = Stop::Failed(ProxyError::UpstreamClosed);
-                return Err(if first {
-                    Retry::Once(e)
-                } else {
-                    Retry::Never(e)
-                });
-            }
+        match read_head_bytes(up, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => return Err(e),
         }
         match parse_head(ctx, &buf, &mut skip, to, to_head) {
             Ok(None) => continue,
@@ -312,6 +288,32 @@ async fn wait_head(
                 return Err(Retry::Never(ProxyError::BadShardResponse.into()));
             }
         }
+    }
+}
+
+/// One read of a response head's bytes into `buf` (given back when the shard failed):
+/// `Ok(false)` when nothing was there (the buffer given back if it held nothing yet).
+fn read_head_bytes(up: &Upstream, buf: &mut Vec<u8>) -> Result<bool, Retry> {
+    let failed = |buf: &mut Vec<u8>| {
+        let first = buf.is_empty();
+        pool::give(std::mem::take(buf));
+        let e = Stop::Failed(ProxyError::UpstreamClosed);
+        Err(if first {
+            Retry::Once(e)
+        } else {
+            Retry::Never(e)
+        })
+    };
+    match super::read_some(&up.stream, buf) {
+        Ok(0) => failed(buf),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if buf.is_empty() {
+                pool::give(std::mem::take(buf));
+            }
+            Ok(false)
+        }
+        Err(_) => failed(buf),
     }
 }
 

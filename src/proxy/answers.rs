@@ -6,9 +6,9 @@
 //! parse every answer as JSON never see an HTML page. Each carries the [`OwnAnswer`] mark, so the
 //! queue map never learns from one as if a shard had given it.
 //!
-//! Protocol-level failures are answered by hyper before a request exists: a head over
-//! `proxy.max_header_bytes` gets `431`, a malformed head `400`, and a client that does not finish
-//! its head within `timeouts.client_header_secs` is disconnected.
+//! Protocol-level failures are answered before a request exists (by hyper, or by the engine from
+//! `h1`'s refusal): a head over `proxy.max_header_bytes` gets `431`, a malformed head `400`, and
+//! a client that does not finish its head within `timeouts.client_header_secs` is disconnected.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -106,8 +106,9 @@ impl Own {
         resp
     }
 
-    /// The whole answer as the engine sends it: HTTP/1.1 status line, the fields, the request
-    /// id, `Connection: close` when the connection ends after it, and the body.
+    /// The whole answer as the engine sends it: HTTP/1.1 status line, the fields (`Date`, as
+    /// hyper sends it), the request id, `Connection: close` when the connection ends after it,
+    /// and the body.
     pub fn write(&self, request_id: &[u8], close: bool, out: &mut Vec<u8>) {
         use std::io::Write as _;
         let reason = self.status.canonical_reason().unwrap_or("");
@@ -127,7 +128,9 @@ impl Own {
             out.extend_from_slice(ALLOWED_METHODS.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b"X-Request-Id: ");
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\nX-Request-Id: ");
         out.extend_from_slice(request_id);
         out.extend_from_slice(b"\r\n");
         if close {

@@ -190,22 +190,32 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    // Every answer from now on closes its connection, so busy clients reconnect (to the next
-    // generation, or find the listener closed) between requests, never in the middle of one.
+    drain(&proxy, limits.drain, graceful, tracker, idle_close).await
+}
+
+/// A serving thread's drain: every answer from now on closes its connection, so busy clients
+/// reconnect (to the next generation, or find the listener closed) between requests, never in
+/// the middle of one; after a grace, idle keep-alive connections are closed; requests in flight
+/// (long-polls, parked GETs) finish, up to the drain timeout. Whether all finished in time.
+async fn drain(
+    proxy: &Proxy,
+    drain: Duration,
+    graceful: GracefulShutdown,
+    tracker: tokio_util::task::TaskTracker,
+    idle_close: CancellationToken,
+) -> bool {
     proxy.set_draining();
-    let deadline = tokio::time::Instant::now() + limits.drain;
-    let grace = tokio::time::Instant::now() + DRAIN_GRACE.min(limits.drain);
+    let deadline = tokio::time::Instant::now() + drain;
+    let grace = tokio::time::Instant::now() + DRAIN_GRACE.min(drain);
     while proxy.metrics.connections().get() > 0 && tokio::time::Instant::now() < grace {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Then idle keep-alive connections are closed; requests in flight (long-polls, parked
-    // GETs) finish, up to the drain timeout.
     idle_close.cancel();
     tracker.close();
     tokio::select! {
         _ = async { tokio::join!(graceful.shutdown(), tracker.wait()) } => true,
         _ = tokio::time::sleep_until(deadline) => {
-            tracing::warn!(drain_secs = limits.drain.as_secs_f64(), "drain timeout: closing remaining connections");
+            tracing::warn!(drain_secs = drain.as_secs_f64(), "drain timeout: closing remaining connections");
             false
         }
     }
