@@ -106,7 +106,8 @@ pub async fn forward(
         }
         Decision::Reload { old, queue_id } => {
             drop(snapshot);
-            return reload(engine, rec, old, queue_id).await;
+            // Boxed: rare, and it waits (`queues.reload_delay_secs`).
+            return Box::pin(reload(engine, rec, old, queue_id)).await;
         }
         Decision::Forward {
             target,

@@ -32,17 +32,31 @@ pub async fn forward_get(
     route: &Route<'_>,
     to: &ToClient<'_>,
 ) -> Outcome {
-    let registration = route.queue_id.is_none() && rec.is_registration();
     // A known queue lives on its shard: a redirect from there means the shard no longer serves
     // the user, so the queue gets no more events and the client must re-register.
     let follow = !route.known;
     let answer = get(engine, client, rec, route.target, follow, to).await;
+    // Boxed: everything after the wait, so a waiting long-poll carries none of its space.
+    Box::pin(answered(engine, client, rec, route, to, answer)).await
+}
+
+/// A GET's answer in hand: the reload answer for a known queue its shard redirected away, the
+/// realm's other resident shards asked for an unknown queue, the queue map taught, and the
+/// answer delivered.
+async fn answered(
+    engine: &Arc<Engine>,
+    client: &TcpStream,
+    rec: &Record,
+    route: &Route<'_>,
+    to: &ToClient<'_>,
+    answer: Answer,
+) -> Outcome {
+    let registration = route.queue_id.is_none() && rec.is_registration();
+    let follow = !route.known;
     let answer = match (answer, route.queue_id) {
         (Answer::Got(got), Some(q)) if !follow && got.redirect().is_some() => {
             got.discard();
-            // Boxed, like every rare wait here: a waiting long-poll's future is as large as
-            // its largest await.
-            return Box::pin(reload(engine, rec, route.target, q)).await;
+            return reload(engine, rec, route.target, q).await;
         }
         (Answer::Got(got), _) => {
             let others = others(engine, route, got.info.status);
