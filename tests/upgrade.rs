@@ -814,3 +814,46 @@ fn a_sigterm_to_the_worker_then_the_master_stops_everything() {
         "no successor became active"
     );
 }
+
+/// A long-poll that came before an upgrade and is answered after the old worker began to drain
+/// gets `Connection: close` with its answer, so its client's next poll goes to the new
+/// generation (as hyper's graceful shutdown does); it is not kept alive only to be closed later
+/// without an answer. (The engine read keep-alive when the request came: ten_upgrades_under_load
+/// then saw closed and reset connections.)
+#[test]
+fn a_long_poll_answered_after_the_drain_began_closes_its_connection() {
+    use std::io::{Read, Write};
+    let shard_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let k = Kansas::start(&shard("s0", shard_listener.local_addr().unwrap()));
+    let mut client = std::net::TcpStream::connect(k.proxy).unwrap();
+    client
+        .write_all(b"GET /json/events?queue_id=q1&last_event_id=-1 HTTP/1.1\r\nHost: r.example.com\r\n\r\n")
+        .unwrap();
+    // The shard holds the poll while kansas is upgraded.
+    let (mut held, _) = shard_listener.accept().unwrap();
+    let mut head = [0u8; 4096];
+    let n = held.read(&mut head).unwrap();
+    assert!(head[..n].starts_with(b"GET /json/events?queue_id=q1"));
+    k.upgrade(1);
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "stopped accepting; draining"
+    })
+    .expect("the old worker drains");
+    held.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.ends_with(b"{}") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the answer: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+}

@@ -54,12 +54,17 @@ pub async fn serve<T: Send>(
     let mut reader = HeadReader::new();
     let header_timeout = engine.proxy.timeouts().client_header;
     loop {
+        // Draining: an idle connection closes, one whose next request has begun to arrive is
+        // served first (its answer closes it).
+        if idle_close.is_cancelled() && !request_begun(&client, &reader) {
+            return;
+        }
         let next = reader.next(&client, &engine.limits, |head| {
             SCRATCH.with(|s| Record::new(head, peer.ip(), &mut s.borrow_mut()))
         });
         let read = tokio::select! {
             r = tokio::time::timeout(header_timeout, next) => r,
-            _ = idle_close.cancelled() => return,
+            () = idle_close.cancelled(), if !idle_close.is_cancelled() => continue,
         };
         let rec = match read {
             Ok(Ok(rec)) => rec,
@@ -83,6 +88,18 @@ pub async fn serve<T: Send>(
             Next::Linger => return Box::pin(linger(client)).await,
         }
     }
+}
+
+/// Whether the client has begun to send a request: bytes kept by the reader, or waiting in the
+/// socket (one non-blocking peek).
+fn request_begun(client: &TcpStream, reader: &HeadReader) -> bool {
+    use std::os::fd::AsRawFd;
+    if reader.pending() > 0 {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+    matches!(nix::sys::socket::recv(client.as_raw_fd(), &mut byte, flags), Ok(n) if n > 0)
 }
 
 /// What follows a request on its connection.
@@ -254,7 +271,10 @@ async fn finish(
     to: &ToClient<'_>,
     body_done: bool,
 ) -> Option<(Option<crate::routing::ShardId>, u16, bool)> {
-    let may_keep = to.keep_alive && body_done && rec.version == Version::Http11;
+    // Draining is read now, not when the request came: a long-poll answered after the drain
+    // began closes its connection.
+    let may_keep =
+        to.keep_alive && !engine.proxy.is_draining() && body_done && rec.version == Version::Http11;
     let (shard, own, keep) = match outcome {
         Outcome::ClientLeft { .. } => return None,
         Outcome::Relayed {

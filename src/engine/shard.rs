@@ -349,7 +349,14 @@ fn parse_head(
                     redirect,
                 };
                 let mut out = pool::take(pool::SMALL);
-                let client = response::write_client_head(&head, to, &mut out);
+                // Draining is read when the answer comes, not when the request came: a
+                // long-poll answered after the drain began closes its connection (as hyper's
+                // graceful shutdown does), so its client moves to the next generation.
+                let to = ToClient {
+                    keep_alive: to.keep_alive && !ctx.proxy.is_draining(),
+                    ..*to
+                };
+                let client = response::write_client_head(&head, &to, &mut out);
                 return Ok(Some((info, *skip + head.head_len, out, client)));
             }
         }
