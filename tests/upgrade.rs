@@ -857,3 +857,38 @@ fn a_long_poll_answered_after_the_drain_began_closes_its_connection() {
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(text.contains("connection: close\r\n"), "{text}");
 }
+
+/// A connection whose next request has begun to arrive when a draining worker closes its idle
+/// connections is served first (with `Connection: close`), not cut with half a request read.
+#[test]
+fn a_request_begun_when_idle_connections_close_is_answered() {
+    use std::io::{Read, Write};
+    let fake = Fake::start(&[]);
+    let k = Kansas::start(&shard("s0", fake.addr));
+    k.wait_log(Duration::from_secs(10), |l| l["message"] == "worker active")
+        .expect("the first worker serves");
+    let mut client = std::net::TcpStream::connect(k.proxy).unwrap();
+    k.upgrade(1);
+    k.wait_log(Duration::from_secs(10), |l| {
+        l["message"] == "stopped accepting; draining"
+    })
+    .expect("the old worker drains");
+    // Half a head now; the rest after the drain's grace (2 s), when idle connections close.
+    client.write_all(b"GET /json/users HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    client.write_all(b"st: r.example.com\r\n\r\n").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 "), "no answer: {text:?}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+}

@@ -168,16 +168,7 @@ fn take(left: &mut Left, input: &[u8], out: &mut Vec<u8>, encode: bool) -> Resul
 /// registration's, or a `400` that may name a queue another shard has. The connection goes
 /// back to the pool when the answer was clean; `None` when the body failed or was too large.
 pub async fn read_whole(engine: &Engine, got: Got, max: usize) -> Option<(Got, Vec<u8>)> {
-    let Got {
-        shard,
-        up,
-        buf,
-        body_start,
-        info,
-        out,
-        client,
-    } = got;
-    let mut left = match info.framing {
+    let mut left = match got.info.framing {
         Framing::Empty | Framing::Length(0) => Left::Done,
         Framing::Length(n) if n > max as u64 => return None,
         Framing::Length(n) => Left::Length(n),
@@ -185,16 +176,16 @@ pub async fn read_whole(engine: &Engine, got: Got, max: usize) -> Option<(Got, V
         Framing::UntilClose => Left::UntilClose,
     };
     let mut body = Vec::new();
-    let first = take(&mut left, &buf[body_start..], &mut body, false).ok()?;
-    let mut extra = first < buf.len() - body_start;
+    let start = &got.buf[got.body_start..];
+    let mut extra = take(&mut left, start, &mut body, false).ok()? < start.len();
     let deadline = Instant::now() + engine.proxy.timeouts().upstream_response;
     while !matches!(left, Left::Done) {
-        let ready = tokio::time::timeout_at(deadline, super::readable(&up.stream)).await;
+        let ready = tokio::time::timeout_at(deadline, super::readable(&got.up.stream)).await;
         if !matches!(ready, Ok(Ok(()))) {
             return None;
         }
         let mut chunk = [0u8; 4096];
-        match up.stream.try_read(&mut chunk) {
+        match got.up.stream.try_read(&mut chunk) {
             Ok(0) if matches!(left, Left::UntilClose) => left = Left::Done,
             Ok(0) => return None,
             Ok(n) => extra |= take(&mut left, &chunk[..n], &mut body, false).ok()? < n,
@@ -205,16 +196,7 @@ pub async fn read_whole(engine: &Engine, got: Got, max: usize) -> Option<(Got, V
             return None;
         }
     }
-    let reusable = info.shard_keep_alive && !extra;
-    let got = Got {
-        shard,
-        up,
-        buf,
-        body_start,
-        info,
-        out,
-        client,
-    };
+    let reusable = got.info.shard_keep_alive && !extra;
     Some((got_with_reuse(got, reusable), body))
 }
 
