@@ -95,6 +95,12 @@ impl Kansas {
             .spawn()
             .expect("spawn kansas");
         let stdout = child.stdout.take().unwrap();
+        // The engine a run asks for: this start's own environment, else the test process's.
+        let asked_engine = env
+            .iter()
+            .find(|(k, _)| *k == "KANSAS_TEST_ENGINE")
+            .map(|(_, v)| v.to_string())
+            .or_else(|| std::env::var("KANSAS_TEST_ENGINE").ok());
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = logs.clone();
@@ -106,7 +112,7 @@ impl Kansas {
                 };
                 if v["message"] == "kansas listening" {
                     // A run that asks for an engine must be served by it.
-                    if let Ok(engine) = std::env::var("KANSAS_TEST_ENGINE") {
+                    if let Some(engine) = &asked_engine {
                         assert_eq!(
                             v["engine"],
                             engine.as_str(),
