@@ -11,20 +11,13 @@ use std::io;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::framed::Left;
 use super::head::HeadReader;
 use super::pool;
 use super::Engine;
 use crate::error::ProxyError;
-use crate::h1::chunked::{encode_chunk, ChunkError, Decoder, Step, LAST_CHUNK};
+use crate::h1::chunked::{ChunkError, LAST_CHUNK};
 use crate::h1::Framing;
-
-/// What is left of a body.
-#[derive(Debug)]
-enum Left {
-    Length(u64),
-    Chunked(Decoder),
-    Done,
-}
 
 /// A client's body being read.
 pub struct Streamed<'c> {
@@ -47,12 +40,7 @@ impl<'c> Streamed<'c> {
         limit: u64,
         expect_continue: bool,
     ) -> Streamed<'c> {
-        let left = match framing {
-            Framing::Length(0) => Left::Done,
-            Framing::Length(n) => Left::Length(n),
-            Framing::Chunked => Left::Chunked(Decoder::new(limit, 8_192)),
-            Framing::Empty | Framing::UntilClose => Left::Done,
-        };
+        let left = Left::new(framing, limit, 8_192);
         Streamed {
             client,
             reader,
@@ -70,7 +58,7 @@ impl<'c> Streamed<'c> {
 
     /// Whether the whole body was read (the client connection can carry another request).
     pub fn is_done(&self) -> bool {
-        matches!(self.left, Left::Done)
+        self.left.is_done()
     }
 
     /// Reads the rest whole (at most `limit` bytes, checked by the framing).
@@ -168,39 +156,9 @@ impl<'c> Streamed<'c> {
         out: &mut Vec<u8>,
         encode: bool,
     ) -> Result<usize, ProxyError> {
-        match &mut self.left {
-            Left::Done => Ok(0),
-            Left::Length(n) => {
-                let take = (*n).min(input.len() as u64) as usize;
-                out.extend_from_slice(&input[..take]);
-                *n -= take as u64;
-                if *n == 0 {
-                    self.left = Left::Done;
-                }
-                Ok(take)
-            }
-            Left::Chunked(decoder) => {
-                let mut used = 0;
-                loop {
-                    let (n, step) = decoder.decode(&input[used..]).map_err(|e| match e {
-                        ChunkError::TooLarge => ProxyError::BodyTooLarge,
-                        ChunkError::Syntax(_) => ProxyError::BadRequestBody,
-                    })?;
-                    used += n;
-                    match step {
-                        Step::Data(data) if encode => encode_chunk(data, out),
-                        Step::Data(data) => out.extend_from_slice(data),
-                        Step::NeedMore => return Ok(used),
-                        Step::Done => {
-                            self.left = Left::Done;
-                            return Ok(used);
-                        }
-                    }
-                    if used == input.len() {
-                        return Ok(used);
-                    }
-                }
-            }
-        }
+        self.left.take(input, out, encode).map_err(|e| match e {
+            ChunkError::TooLarge => ProxyError::BodyTooLarge,
+            ChunkError::Syntax(_) => ProxyError::BadRequestBody,
+        })
     }
 }

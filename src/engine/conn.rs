@@ -93,13 +93,7 @@ pub async fn serve<T: Send>(
 /// Whether the client has begun to send a request: bytes kept by the reader, or waiting in the
 /// socket (one non-blocking peek).
 fn request_begun(client: &TcpStream, reader: &HeadReader) -> bool {
-    use std::os::fd::AsRawFd;
-    if reader.pending() > 0 {
-        return true;
-    }
-    let mut byte = [0u8; 1];
-    let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-    matches!(nix::sys::socket::recv(client.as_raw_fd(), &mut byte, flags), Ok(n) if n > 0)
+    reader.pending() > 0 || matches!(super::peek(client), Ok(n) if n > 0)
 }
 
 /// What follows a request on its connection.
@@ -122,14 +116,10 @@ const LINGER_BYTES: usize = 1 << 20;
 /// shut, then what the client still sends is read and dropped, up to [`LINGER_BYTES`] within
 /// [`LINGER_TIME`].
 async fn linger(client: TcpStream) {
-    let std = match client.into_std() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let _ = std.shutdown(std::net::Shutdown::Write);
-    let Ok(client) = TcpStream::from_std(std) else {
-        return;
-    };
+    use std::os::fd::AsRawFd;
+    // On the descriptor: the socket stays registered with the reactor (`into_std` and back
+    // would deregister and register it again).
+    let _ = nix::sys::socket::shutdown(client.as_raw_fd(), nix::sys::socket::Shutdown::Write);
     let mut read = 0;
     let _ = tokio::time::timeout(LINGER_TIME, async {
         while read < LINGER_BYTES {
@@ -177,7 +167,7 @@ async fn refuse(engine: &Engine, client: &TcpStream, refusal: Refusal) {
         }
     };
     engine.proxy.metrics().unrouted(own.status.as_u16());
-    let id = super::record::new_request_id();
+    let id = crate::proxy::headers::new_request_id_bytes();
     crate::logging::access::log(&crate::logging::access::Access {
         method: "-",
         path: "-",
@@ -203,11 +193,11 @@ async fn one(
     let proxy = &engine.proxy;
     proxy.metrics().in_flight().inc();
     let _in_flight = InFlight(engine);
-    let draining = proxy.is_draining();
+    // What the client allows; whether the process drains is read when the answer is written.
     let to = ToClient {
         request_id: &rec.request_id,
         version: rec.version,
-        keep_alive: rec.keep_alive && !draining,
+        keep_alive: rec.keep_alive,
     };
     let mut body = (rec.framing != Framing::Empty).then(|| {
         Streamed::new(

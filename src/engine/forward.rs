@@ -19,6 +19,7 @@ use crate::h1::response::ToClient;
 use crate::h1::Framing;
 use crate::proxy::answers::{self, Own};
 use crate::proxy::decide::{self, Decision};
+pub use crate::proxy::Route;
 use crate::routing::ShardId;
 
 /// Largest answer body read whole (a registration's, a `BAD_EVENT_QUEUE_ID`).
@@ -54,16 +55,6 @@ impl Outcome {
             Stop::ClientLeft => Outcome::ClientLeft { shard: Some(shard) },
         }
     }
-}
-
-/// Where a request goes and what the queue map learns from its answer.
-#[derive(Debug, Clone, Copy)]
-pub struct Route<'a> {
-    pub target: ShardId,
-    pub home: ShardId,
-    pub known: bool,
-    pub realm: &'a str,
-    pub queue_id: Option<&'a str>,
 }
 
 /// Routes and forwards `rec` (its realm valid) from `client`; `body` is the client's body, if

@@ -78,8 +78,7 @@ async fn answered(
 /// The realm's other resident shards to ask when the answer is `status` (see
 /// `proxy::others_for`).
 pub fn others(engine: &Engine, route: &Route<'_>, status: u16) -> Vec<ShardId> {
-    let unknown = !route.known && route.queue_id.is_some();
-    crate::proxy::others_for(&engine.proxy, unknown, route.realm, route.target, status)
+    crate::proxy::others_for(&engine.proxy, route, status)
 }
 
 /// How the request is sent to another resident shard.

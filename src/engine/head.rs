@@ -83,7 +83,7 @@ impl HeadReader {
         loop {
             // The socket's own readiness slot: no waiter stored in the caller's task (a
             // `readable()` future would add ~100 bytes to every idle connection's task).
-            std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
+            super::readable(stream).await?;
             if let Some(t) = self.fill(stream, limits, &mut on_head)? {
                 return Ok(t);
             }

@@ -5,7 +5,7 @@
 //!
 //! The pieces: the per-thread buffer pool ([`pool`]); reading one request head without holding
 //! a buffer while idle ([`head`]); the record a request keeps ([`record`]); the client's body
-//! ([`body`]); the per-thread pool of idle shard connections ([`upstream`]) and one try at a
+//! ([`body`]) and what is left of a body by its framing ([`framed`]); the per-thread pool of idle shard connections ([`upstream`]) and one try at a
 //! shard ([`shard`]); relaying an answer ([`relay`]); a request's route and forwarding
 //! ([`forward`], [`get`]); a client connection's loop ([`conn`]). Each serving thread owns its
 //! pools (no locks); values are moved in and out between awaits, so futures stay `Send`.
@@ -13,6 +13,7 @@
 pub mod body;
 pub mod conn;
 pub mod forward;
+pub mod framed;
 pub mod get;
 pub mod head;
 pub mod pool;
@@ -50,6 +51,21 @@ pub fn read_some(stream: &tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::
         });
     }
     Ok(n)
+}
+
+/// One non-blocking `MSG_PEEK` of a byte: 1 when bytes wait, 0 at EOF, `WouldBlock` when
+/// nothing is there yet. Through `try_io` when the caller wants tokio's readiness cleared on
+/// `WouldBlock`.
+pub fn peek(stream: &tokio::net::TcpStream) -> std::io::Result<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Waits until `stream` is writable (see [`readable`]).

@@ -38,18 +38,6 @@ pub struct Record {
     pub started: Instant,
 }
 
-/// A fresh random request id (32 lower-case hex digits).
-pub(crate) fn new_request_id() -> [u8; 32] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = fastrand::u128(..);
-    let mut id = [0u8; 32];
-    for digit in id.iter_mut().rev() {
-        *digit = HEX[(n & 0xf) as usize];
-        n >>= 4;
-    }
-    id
-}
-
 impl Record {
     /// The record for a parsed head from `client`, its forwarded head written through `scratch`
     /// (the thread's, left empty).
@@ -58,7 +46,7 @@ impl Record {
         let request_id = match client_request_id(head.headers) {
             Some(id) => id,
             None => {
-                fresh = new_request_id();
+                fresh = crate::proxy::headers::new_request_id_bytes();
                 &fresh[..]
             }
         };

@@ -12,13 +12,17 @@ use std::io;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::framed::Left;
 use super::pool;
 use super::shard::{checkin, Got};
 use super::upstream::Reuse;
 use super::Engine;
 use crate::error::ProxyError;
-use crate::h1::chunked::{encode_chunk, Decoder, Step, LAST_CHUNK};
+use crate::h1::chunked::{encode_chunk, LAST_CHUNK};
 use crate::h1::Framing;
+
+/// Most trailer bytes read (and dropped) after a shard's chunked body.
+const MAX_TRAILER: usize = 65_536;
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +33,6 @@ pub enum Relayed {
     Cut,
     /// The client went away.
     ClientGone,
-}
-
-/// What is left of the shard's body.
-enum Left {
-    Length(u64),
-    Chunked(Decoder),
-    UntilClose,
-    Done,
 }
 
 /// Relays `got`'s body (and head) to `client`.
@@ -51,18 +47,13 @@ pub async fn relay(engine: &Engine, client: &TcpStream, got: Got) -> Relayed {
         ..
     } = got;
     let encode = framing.framing == Framing::Chunked;
-    let mut left = match info.framing {
-        Framing::Empty | Framing::Length(0) => Left::Done,
-        Framing::Length(n) => Left::Length(n),
-        Framing::Chunked => Left::Chunked(Decoder::new(u64::MAX, 65_536)),
-        Framing::UntilClose => Left::UntilClose,
-    };
-    let first = take(&mut left, &buf[body_start..], &mut out, encode);
+    let mut left = Left::new(info.framing, u64::MAX, MAX_TRAILER);
+    let first = left.take(&buf[body_start..], &mut out, encode);
     let mut extra = matches!(first, Ok(used) if used < buf.len() - body_start);
     pool::give(buf);
     let mut failed = first.is_err();
     let timeout = engine.proxy.timeouts().upstream_response;
-    while !failed && !matches!(left, Left::Done) {
+    while !failed && !left.is_done() {
         if !out.is_empty() {
             if write_all(client, &out).await.is_err() {
                 pool::give(out);
@@ -83,9 +74,9 @@ pub async fn relay(engine: &Engine, client: &TcpStream, got: Got) -> Relayed {
         match super::read_some(&up.stream, &mut buf) {
             Ok(0) if matches!(left, Left::UntilClose) => left = Left::Done,
             Ok(0) => failed = true,
-            Ok(n) => match take(&mut left, &buf[..n], &mut out, encode) {
+            Ok(n) => match left.take(&buf[..n], &mut out, encode) {
                 Ok(used) => extra |= used < n,
-                Err(()) => failed = true,
+                Err(_) => failed = true,
             },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => failed = true,
@@ -120,66 +111,19 @@ pub async fn relay(engine: &Engine, client: &TcpStream, got: Got) -> Relayed {
     }
 }
 
-/// Takes the body's bytes from `input` into `out` (chunk-encoded when `encode`); returns how
-/// many bytes of `input` were the body's, or `Err` for a malformed chunked body.
-fn take(left: &mut Left, input: &[u8], out: &mut Vec<u8>, encode: bool) -> Result<usize, ()> {
-    let put = |data: &[u8], out: &mut Vec<u8>| {
-        if encode {
-            encode_chunk(data, out)
-        } else {
-            out.extend_from_slice(data)
-        }
-    };
-    match left {
-        Left::Done => Ok(0),
-        Left::UntilClose => {
-            put(input, out);
-            Ok(input.len())
-        }
-        Left::Length(n) => {
-            let used = (*n).min(input.len() as u64) as usize;
-            put(&input[..used], out);
-            *n -= used as u64;
-            if *n == 0 {
-                *left = Left::Done;
-            }
-            Ok(used)
-        }
-        Left::Chunked(decoder) => {
-            let mut used = 0;
-            while used < input.len() {
-                let (n, step) = decoder.decode(&input[used..]).map_err(|_| ())?;
-                used += n;
-                match step {
-                    Step::Data(data) => put(data, out),
-                    Step::NeedMore => break,
-                    Step::Done => {
-                        *left = Left::Done;
-                        break;
-                    }
-                }
-            }
-            Ok(used)
-        }
-    }
-}
-
 /// Reads a short answer's body whole (at most `max` bytes, within the response timeout): a
 /// registration's, or a `400` that may name a queue another shard has. The connection goes
 /// back to the pool when the answer was clean; `None` when the body failed or was too large.
 pub async fn read_whole(engine: &Engine, got: Got, max: usize) -> Option<(Got, Vec<u8>)> {
-    let mut left = match got.info.framing {
-        Framing::Empty | Framing::Length(0) => Left::Done,
-        Framing::Length(n) if n > max as u64 => return None,
-        Framing::Length(n) => Left::Length(n),
-        Framing::Chunked => Left::Chunked(Decoder::new(max as u64, 65_536)),
-        Framing::UntilClose => Left::UntilClose,
-    };
+    if matches!(got.info.framing, Framing::Length(n) if n > max as u64) {
+        return None;
+    }
+    let mut left = Left::new(got.info.framing, max as u64, MAX_TRAILER);
     let mut body = Vec::new();
     let start = &got.buf[got.body_start..];
-    let mut extra = take(&mut left, start, &mut body, false).ok()? < start.len();
+    let mut extra = left.take(start, &mut body, false).ok()? < start.len();
     let deadline = Instant::now() + engine.proxy.timeouts().upstream_response;
-    while !matches!(left, Left::Done) {
+    while !left.is_done() {
         let ready = tokio::time::timeout_at(deadline, super::readable(&got.up.stream)).await;
         if !matches!(ready, Ok(Ok(()))) {
             return None;
@@ -188,7 +132,7 @@ pub async fn read_whole(engine: &Engine, got: Got, max: usize) -> Option<(Got, V
         match got.up.stream.try_read(&mut chunk) {
             Ok(0) if matches!(left, Left::UntilClose) => left = Left::Done,
             Ok(0) => return None,
-            Ok(n) => extra |= take(&mut left, &chunk[..n], &mut body, false).ok()? < n,
+            Ok(n) => extra |= left.take(&chunk[..n], &mut body, false).ok()? < n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return None,
         }

@@ -12,10 +12,8 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 use std::task::{Context, Poll};
 
-use nix::sys::socket::{recv, MsgFlags};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -387,17 +385,9 @@ fn poll_client(watch: &mut Option<&TcpStream>, cx: &mut Context<'_>) -> bool {
             Poll::Ready(Err(_)) => return true,
             Poll::Ready(Ok(())) => {}
         }
-        let mut byte = [0u8; 1];
         // Through `try_io`, so "nothing there" clears the readiness (a raw peek would leave it
         // set, and the wait would spin).
-        let peeked = client.try_io(Interest::READABLE, || {
-            recv(
-                client.as_raw_fd(),
-                &mut byte,
-                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(io::Error::from)
-        });
+        let peeked = client.try_io(Interest::READABLE, || super::peek(client));
         match peeked {
             Ok(0) => return true,
             Ok(_) => {

@@ -11,10 +11,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use nix::sys::socket::{recv, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -124,11 +122,7 @@ impl UpstreamPool {
 /// stale readiness when the peek would block), so a clean reuse costs no syscall. A FIN the reactor has not seen yet is the rare case the
 /// caller's one retry on a new connection covers (as hyper-util's pool, which never peeks).
 fn is_clean(stream: &TcpStream) -> bool {
-    let peeked = stream.try_io(Interest::READABLE, || {
-        let mut byte = [0u8; 1];
-        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-        recv(stream.as_raw_fd(), &mut byte, flags).map_err(io::Error::from)
-    });
+    let peeked = stream.try_io(Interest::READABLE, || super::peek(stream));
     matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 

@@ -35,26 +35,12 @@ pub(super) fn other_resident_shards(
     route: &Route<'_>,
     resp: &Response<ClientBody>,
 ) -> Vec<ShardId> {
-    let unknown = may_be_elsewhere(route);
-    others_for(
-        proxy,
-        unknown,
-        route.realm,
-        route.target,
-        resp.status().as_u16(),
-    )
+    others_for(proxy, route, resp.status().as_u16())
 }
 
-/// [`other_resident_shards`] for both engines: `unknown` when the request names a queue the map
-/// does not know, `status` the first shard's answer.
-pub(crate) fn others_for(
-    proxy: &Proxy,
-    unknown: bool,
-    realm: &str,
-    target: ShardId,
-    status: u16,
-) -> Vec<ShardId> {
-    if !unknown || status != 400 {
+/// [`other_resident_shards`] for both engines, the first shard having answered `status`.
+pub(crate) fn others_for(proxy: &Proxy, route: &Route<'_>, status: u16) -> Vec<ShardId> {
+    if !may_be_elsewhere(route) || status != 400 {
         return Vec::new();
     }
     let snapshot = proxy.snapshot.load();
@@ -63,10 +49,10 @@ pub(crate) fn others_for(
         return Vec::new();
     }
     snapshot
-        .resident(realm, now)
+        .resident(route.realm, now)
         .into_iter()
         .filter_map(|r| r.shard)
-        .filter(|&id| id != target && snapshot.reachable(id))
+        .filter(|&id| id != route.target && snapshot.reachable(id))
         .collect()
 }
 

@@ -29,7 +29,7 @@ const X_ACCEL_REDIRECT: &str = "x-accel-redirect";
 /// Largest queue-registration answer read to learn its `queue_id`.
 const MAX_REGISTRATION_BODY: usize = 64 * 1024;
 
-/// Where a request goes and what the queue map should learn from it.
+/// Where a request goes and what the queue map should learn from it (both engines).
 pub struct Route<'a> {
     pub target: ShardId,
     /// The realm's home shard for queues learned from this request.

@@ -66,6 +66,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// A fresh random request id (32 lower-case hex digits).
 pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex digits are a valid header value")
+}
+
+/// [`new_request_id`] as bytes (both engines make their ids here).
+pub fn new_request_id_bytes() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = fastrand::u128(..);
     let mut id = [0u8; 32];
@@ -73,7 +78,7 @@ pub fn new_request_id() -> HeaderValue {
         *digit = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
-    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    id
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::routing::{ShardId, Snapshot};
 pub use body::ClientBody;
 pub(crate) use elsewhere::others_for;
 pub(crate) use forward::redirect_to;
+pub use forward::Route;
 pub use handler::handle;
 pub(crate) use handler::no_shard;
 pub use server::{bind, serve, ServerLimits};
